@@ -1,0 +1,70 @@
+# 100 Days of AI: the front door. `make help` lists everything.
+#   make day 7                  run day 7, test it, record it in progress.yaml
+#   make day 7 ARGS="--quick"   smoke size into a scratch folder (records nothing)
+#   make day 7 ARGS="steps=500 --device cpu"
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+JOBS ?= 2
+
+# `make day 7` / `make hours 7 read=1`: the words after the command are its arguments, not targets.
+POSITIONAL := day hours
+ifneq ($(filter $(firstword $(MAKECMDGOALS)),$(POSITIONAL)),)
+  CMD_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
+  ifneq ($(strip $(CMD_ARGS)),)
+    $(eval $(CMD_ARGS):;@:)
+  endif
+endif
+HOURS := $(foreach c,read math code log,$(if $($(c)),$(c)=$($(c))))
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+.PHONY: help venv day test test-all lint report progress progress-init hours tensorboard clean distclean
+
+help: ## list the targets
+	@echo "100 Days of AI. The two commands: 'make day 1' and 'make test'."
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## create .venv and install requirements.txt (done automatically by the others)
+
+day: $(STAMP) ## make day N [ARGS="--quick key=value"]: run day N, test it, record it
+	@$(PY) -m common.cli day $(CMD_ARGS) $(ARGS)
+
+test: $(STAMP) ## quick tests of common/ and every built day (< 10 min on 2 cores)
+	$(PY) -m pytest -n $(JOBS) -m "not slow"
+
+test-all: $(STAMP) ## every test, the slow ones included
+	$(PY) -m pytest -n $(JOBS)
+
+lint: $(STAMP) ## ruff over the code
+	$(PY) -m ruff check common days
+
+report: $(STAMP) ## write sprints/sprintNN.md and this week's reflection file
+	@$(PY) -m common.cli report
+
+progress: $(STAMP) ## one-screen dashboard of progress.yaml
+	@$(PY) -m common.cli progress
+
+progress-init: $(STAMP) ## write a fresh progress.yaml if there is none
+	@$(PY) -m common.cli progress-init
+
+hours: $(STAMP) ## make hours N read=1.5 code=2 log=0.5 [math=..]: add time spent on day N
+	@$(PY) -m common.cli hours $(CMD_ARGS) $(HOURS)
+
+tensorboard: $(STAMP) ## TensorBoard over logs/ (http://localhost:6006)
+	$(VENV)/bin/tensorboard --logdir logs
+
+clean: ## remove caches, scratch output and run logs (keeps progress.yaml, notes, deliverables, plots, references)
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
+	rm -rf .pytest_cache .ruff_cache .cache
+	find logs -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
+
+distclean: clean ## clean, and remove .venv too
+	rm -rf $(VENV)

@@ -1,0 +1,144 @@
+"""Timing and memory measurement that can be trusted on a noisy machine.
+
+Rules every benchmark here follows:
+  * warm up first (allocator, lazy init, autotuning and `torch.compile` happen in the first calls);
+  * synchronise the device before reading the clock (CUDA kernels run asynchronously);
+  * repeat, and report mean ± std (and min, the least-disturbed run);
+  * compare variants inside one process, interleaved, and state ratios rather than single timings.
+
+Peak memory: on CUDA the allocator's own high-water mark; on CPU the process's resident set size
+sampled by a background thread (what the OS charges us, so it includes Python and Torch itself).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psutil
+import torch
+
+
+def sync(device: torch.device | str | None = None) -> None:
+    """Wait for queued device work to finish (no-op on CPU)."""
+    dev = torch.device(device) if device is not None else None
+    if dev is not None and dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    elif dev is not None and dev.type == "mps":
+        torch.mps.synchronize()
+
+
+@dataclass
+class Timing:
+    times: list[float] = field(default_factory=list)  # seconds per call
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.times)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.times) if len(self.times) > 1 else 0.0
+
+    @property
+    def min(self) -> float:
+        return min(self.times)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    def __str__(self) -> str:
+        return f"{fmt_seconds(self.mean)} ± {fmt_seconds(self.std)} (n={len(self.times)})"
+
+
+def time_fn(fn, *, warmup: int = 3, repeats: int = 10, device=None, min_time: float = 0.0) -> Timing:
+    """Call `fn()` `warmup` times untimed, then time `repeats` calls (more if `min_time` not reached)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t = Timing()
+    start_all = time.perf_counter()
+    while len(t.times) < repeats or (time.perf_counter() - start_all) < min_time:
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        t.times.append(time.perf_counter() - t0)
+        if len(t.times) >= 10 * max(repeats, 1):
+            break
+    return t
+
+
+def mean_std(values) -> tuple[float, float]:
+    values = [float(v) for v in values]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def fmt_mean_std(values, digits: int = 3) -> str:
+    m, s = mean_std(values)
+    return f"{m:.{digits}g} ± {s:.2g}"
+
+
+def fmt_seconds(s: float) -> str:
+    if s >= 1:
+        return f"{s:.3f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.3f} ms"
+    return f"{s * 1e6:.1f} µs"
+
+
+class PeakMemory:
+    """Context manager: peak memory (bytes) used inside the block.
+
+    CUDA: `torch.cuda.max_memory_allocated` after resetting the peak. CPU: the process RSS,
+    sampled every `interval` seconds in a thread; `peak_bytes` is the absolute peak and
+    `delta_bytes` the rise over the RSS at entry.
+    """
+
+    def __init__(self, device=None, interval: float = 0.005):
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.interval = interval
+        self.peak_bytes = 0
+        self.start_bytes = 0
+        self._stop = threading.Event()
+        self._thread = None
+
+    def _sample(self, proc):
+        while not self._stop.is_set():
+            self.peak_bytes = max(self.peak_bytes, proc.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            sync(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start_bytes = torch.cuda.memory_allocated(self.device)
+        else:
+            proc = psutil.Process()
+            self.start_bytes = self.peak_bytes = proc.memory_info().rss
+            self._thread = threading.Thread(target=self._sample, args=(proc,), daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            sync(self.device)
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_bytes = max(self.peak_bytes, psutil.Process().memory_info().rss)
+        return False
+
+    @property
+    def delta_bytes(self) -> int:
+        return max(0, self.peak_bytes - self.start_bytes)
+
+
+def mib(n_bytes: float) -> float:
+    return n_bytes / 2**20

@@ -1,0 +1,139 @@
+"""Run tracking: the environment banner, metrics as JSON lines + TensorBoard, and the summary.
+
+One run = one folder `logs/dayNN/<run-id>/` holding
+    metrics.jsonl   one {"step", "name", "value", "time"} object per logged point
+    events.out.*    TensorBoard scalars for the same points (`make tensorboard`)
+    summary.json    config, environment, wall time, status and the day's key metrics
+
+`Tracker` is deliberately small: `log(name, value, step)`, `log_dict(...)`, `summary(...)`.
+`progress(...)` is the progress bar every loop longer than a few seconds uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from common import atomic
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """Short commit hash, with `+dirty` when the work tree has uncommitted changes."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha or "unknown") + ("+dirty" if dirty else "")
+
+
+def environment(device: torch.device | str | None = None) -> dict:
+    """Versions and hardware, as recorded in every banner, summary and deliverable."""
+    import numpy
+
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": f"{platform.system()} {platform.machine()}",
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device) if device is not None else "cpu",
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "git": git_commit(),
+    }
+    return env
+
+
+def banner(title: str, env: dict, seed: int | None, preset: str | None, cfg_hash: str | None) -> str:
+    """The block every run prints first."""
+    dev = env["device"] + (f" ({env['gpu']}, CUDA {env['cuda']})" if env.get("gpu") else "")
+    lines = [
+        f"== {title} ==",
+        f"seed {seed} | preset {preset} | config {cfg_hash} | device {dev}",
+        f"python {env['python']} | torch {env['torch']} | numpy {env['numpy']} | "
+        f"{env['platform']}, {env['cpu_count']} cpus, {env['torch_threads']} torch threads | git {env['git']}",
+    ]
+    return "\n".join(lines)
+
+
+def make_run_id(now: datetime | None = None) -> str:
+    now = now or datetime.now()
+    return now.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 10000:04d}"
+
+
+class Tracker:
+    """Writes metrics to `run_dir/metrics.jsonl` and TensorBoard; `summary()` writes summary.json."""
+
+    def __init__(self, run_dir: str | os.PathLike, tensorboard: bool = True):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self._tb_enabled = tensorboard
+        self._tb = None  # created on first scalar: importing TensorBoard costs ~1 s
+        self.t0 = time.time()
+
+    @property
+    def writer(self):
+        if self._tb is None and self._tb_enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(self.run_dir))
+        return self._tb
+
+    def log(self, name: str, value: float, step: int = 0) -> None:
+        value = float(value)
+        rec = {"step": int(step), "name": name, "value": value, "time": round(time.time() - self.t0, 4)}
+        self._jsonl.write(json.dumps(rec) + "\n")
+        if self.writer is not None:
+            self.writer.add_scalar(name, value, int(step))
+
+    def log_dict(self, values: dict, step: int = 0, prefix: str = "") -> None:
+        for k, v in values.items():
+            self.log(prefix + k, v, step)
+
+    def flush(self) -> None:
+        self._jsonl.flush()
+        if self._tb is not None:
+            self._tb.flush()
+
+    def summary(self, **fields) -> Path:
+        fields.setdefault("wall_time_s", round(time.time() - self.t0, 3))
+        return atomic.write_json(self.run_dir / "summary.json", fields)
+
+    def close(self) -> None:
+        self.flush()
+        self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """Load a metrics.jsonl file (or the one inside a run folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def progress(iterable=None, total=None, desc: str = "", **kw):
+    """A progress bar on stderr that stays quiet when output is not a terminal (CI, tests)."""
+    kw.setdefault("disable", None if sys.stderr.isatty() else True)
+    kw.setdefault("dynamic_ncols", True)
+    kw.setdefault("mininterval", 0.5)
+    return tqdm(iterable, total=total, desc=desc, **kw)
