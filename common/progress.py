@@ -42,6 +42,7 @@ def _yaml() -> YAML:
     y = YAML()  # round-trip: keeps comments, order, quotes
     y.indent(mapping=2, sequence=4, offset=2)
     y.width = 100
+    y.preserve_quotes = True
     y.representer.ignore_aliases = lambda *a: True  # one date used twice must not become &id001
     y.representer.add_representer(
         type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))

@@ -1,0 +1,18 @@
+"""Shared fixtures for the tests of common/."""
+
+import os
+
+import pytest
+
+from common import data
+
+
+@pytest.fixture
+def require_data():
+    """Skip a test whose dataset is not on DATA_DIR, unless CI demands the data (REQUIRE_DATA=1)."""
+    def need(name, file=None):
+        if not data.available(name, file):
+            if os.environ.get("REQUIRE_DATA") == "1":
+                pytest.fail(f"dataset {name}/{file or ''} missing from DATA_DIR={os.environ.get('DATA_DIR')}")
+            pytest.skip(f"dataset {name} not on DATA_DIR (set DATA_DIR to ../shared/data or download it)")
+    return need
