@@ -18,11 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import curriculum
+from common import ROOT, curriculum
 from common.errors import UserError
 from common.progress import Progress, dashboard, fresh_text
 from common.report import write_reports
-from common.tracking import ROOT
 
 USAGE = "usage: make day N (N from 1 to 100), e.g. `make day 7` or `make day 7 ARGS=\"--quick\"`"
 

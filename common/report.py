@@ -82,7 +82,8 @@ def sprint_report(root: Path, prog: Progress, s: int) -> str:
     if plots:
         out += ["## Plots", ""]
         for n, p in plots:
-            out += [f"**Day {n}: {p.stem.split('_', 1)[1].replace('_', ' ')}**", "", f"![{p.stem}](../plots/{p.name})", ""]
+            what = p.stem.split("_", 1)[1].replace("_", " ")
+            out += [f"**Day {n}: {what}**", "", f"![{p.stem}](../plots/{p.name})", ""]
     notes = [(n, entries[n]["note"]) for n in days if entries[n]["note"]]
     if notes:
         out += ["## Your notes", ""] + [f"- Day {n}: {t}" for n, t in notes] + [""]

@@ -23,9 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from common import atomic
-
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, atomic
 
 
 def git_commit(root: Path = ROOT) -> str:

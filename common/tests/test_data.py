@@ -1,3 +1,5 @@
+import hashlib
+
 import pytest
 
 from common import data
@@ -60,7 +62,8 @@ def test_download_verifies_and_truncates(tmp_path, monkeypatch):
     src = tmp_path / "src.txt"
     src.write_bytes(payload + b"UNFINISHED TAIL")
     keep = payload
-    entry = DataFile("toy/t.txt", __import__("hashlib").sha256(keep).hexdigest(), len(keep), src.as_uri(), truncate=True)
+    sha = hashlib.sha256(keep).hexdigest()
+    entry = DataFile("toy/t.txt", sha, len(keep), src.as_uri(), truncate=True)
     dest = tmp_path / "dl" / entry.path
     data.download(entry, dest)
     assert dest.read_bytes() == keep
