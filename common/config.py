@@ -30,8 +30,20 @@ class ConfigError(UserError):
     """A config problem the learner can fix from the command line."""
 
 
-def _valid_keys(cls) -> str:
-    return ", ".join(f.name for f in dataclasses.fields(cls))
+def _flat_keys(node, prefix: str = "") -> list[str]:
+    """All leaf keys of a (possibly nested) config, dotted: ["lr", "model.n_layer", ...]."""
+    keys = []
+    for k in node:
+        v = node[k] if not OmegaConf.is_missing(node, k) else None
+        if OmegaConf.is_dict(v):
+            keys += _flat_keys(v, f"{prefix}{k}.")
+        else:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+def _valid_keys(base) -> str:
+    return ", ".join(_flat_keys(base))
 
 
 def parse_overrides(items: list[str]) -> list[str]:
@@ -60,9 +72,10 @@ def resolve(cls, presets: dict[str, dict] | None = None, preset: str | None = No
             layers.append(("overrides", OmegaConf.from_dotlist(parse_overrides(list(overrides)))))
     conf = base
     for where, layer in layers:
-        for key in layer:
-            if key not in base:
-                raise ConfigError(f"Unknown config key {key!r} (from {where}); valid keys: {_valid_keys(cls)}.")
+        valid = set(_flat_keys(base))
+        for key in _flat_keys(layer):
+            if key not in valid and not any(v.startswith(key + ".") for v in valid):
+                raise ConfigError(f"Unknown config key {key!r} (from {where}); valid keys: {_valid_keys(base)}.")
         try:
             conf = OmegaConf.merge(conf, layer)
         except OmegaConfBaseException as e:

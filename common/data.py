@@ -176,3 +176,56 @@ def available(name: str, file: str | None = None) -> bool:
     """True when the file is already on the DATA_DIR path (no download attempted)."""
     entry = _entry(name, file)
     return any((d / entry.path).is_file() for d in data_dirs())
+
+
+# ---- token batches -------------------------------------------------------------------------------
+
+class Batches:
+    """Random windows of a 1-D token tensor, as (x, y) with y shifted by one.
+
+    Train batches draw from the global Torch RNG (so a seeded, resumed run draws the same batches);
+    `fixed=True` batches come from a private generator reset on every call, so every evaluation
+    of every model sees the very same windows — comparisons between runs are not luck of the draw.
+    """
+
+    def __init__(self, tokens, block_size: int, batch_size: int, device="cpu", seed: int = 0):
+        import torch
+
+        self.tokens = torch.as_tensor(tokens, dtype=torch.long)
+        if self.tokens.numel() <= block_size + 1:
+            raise UserError(f"The corpus has {self.tokens.numel()} tokens, too few for block_size {block_size}.")
+        self.block_size, self.batch_size = block_size, batch_size
+        self.device = torch.device(device)
+        self.seed = seed
+        self._offsets = torch.arange(block_size + 1)
+
+    def sample(self, generator=None, batch_size: int | None = None):
+        import torch
+
+        b = batch_size or self.batch_size
+        ix = torch.randint(self.tokens.numel() - self.block_size - 1, (b,), generator=generator)
+        win = self.tokens[ix[:, None] + self._offsets]  # (B, T+1) in one gather
+        x, y = win[:, :-1], win[:, 1:]
+        if self.device.type == "cuda":
+            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device), y.to(self.device)
+
+    def fixed(self, n_batches: int):
+        """`n_batches` batches that are identical on every call."""
+        import torch
+
+        g = torch.Generator().manual_seed(self.seed)
+        return [self.sample(g) for _ in range(n_batches)]
+
+
+def char_corpus(name: str = "tinyshakespeare", file: str | None = None, val_frac: float = 0.1):
+    """Character-level corpus: (tokenizer, train ids, val ids), split like nanoGPT (first 90% train)."""
+    import torch
+
+    from common.tokenizers import CharTokenizer
+
+    text = load_text(name, file)
+    tok = CharTokenizer.from_text(text)
+    ids = torch.from_numpy(tok.encode_array(text))
+    n = int(len(ids) * (1 - val_frac))
+    return tok, ids[:n], ids[n:]

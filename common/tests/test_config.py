@@ -1,3 +1,4 @@
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -55,3 +56,22 @@ def test_config_hash_is_stable_and_sensitive():
     assert config_hash(Cfg()) == config_hash(Cfg())
     assert config_hash(Cfg()) != config_hash(Cfg(steps=101))
     assert len(config_hash(Cfg())) == 10
+
+
+@dataclass
+class Inner:
+    n_layer: int = 2
+    lr: float = 0.1
+
+
+@dataclass
+class Outer:
+    steps: int = 5
+    model: Inner = dataclasses.field(default_factory=Inner)
+
+
+def test_nested_configs_take_dotted_overrides():
+    c = resolve(Outer, {"gpu": {"model": {"n_layer": 6}}}, "gpu", ["model.lr=0.5", "steps=7"])
+    assert (c.steps, c.model.n_layer, c.model.lr) == (7, 6, 0.5) and isinstance(c.model, Inner)
+    with pytest.raises(ConfigError, match=r"Unknown config key 'model.n_layers'.*model.n_layer"):
+        resolve(Outer, {}, None, ["model.n_layers=3"])

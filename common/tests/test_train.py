@@ -1,0 +1,85 @@
+import math
+
+import pytest
+import torch
+
+from common import data, determinism
+from common.errors import UserError
+from common.model import GPT, gpt_config
+from common.train import SCHEDULES, TrainConfig, load_checkpoint, lr_at, train
+
+
+def _setup(seed=0, **model_kw):
+    g = torch.Generator().manual_seed(0)  # the data never depends on the run's seed
+    tokens = torch.arange(4000) % 13  # a pattern to learn...
+    noise = torch.rand(4000, generator=g) < 0.1
+    tokens[noise] = torch.randint(0, 65, (int(noise.sum()),), generator=g)  # ...with some noise
+    determinism.seed_everything(seed)
+    cfg = gpt_config("nano", **model_kw)
+    tb = data.Batches(tokens[:3500], cfg.block_size, 8)
+    vb = data.Batches(tokens[3500:], cfg.block_size, 8)
+    return GPT(cfg), tb, vb
+
+
+def test_lr_schedule_shape():
+    c = TrainConfig(max_iters=1000, lr=1e-3, min_lr=1e-4, warmup_iters=100)
+    assert lr_at(0, c) == pytest.approx(1e-5) and lr_at(99, c) == pytest.approx(1e-3)
+    assert lr_at(550, c) == pytest.approx((1e-3 + 1e-4) / 2)  # cosine midpoint
+    assert lr_at(1000, c) == pytest.approx(1e-4) and lr_at(5000, c) == pytest.approx(1e-4)
+    lrs = [lr_at(i, c) for i in range(100, 1000)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # monotone decay after warm-up
+    for name in SCHEDULES:
+        c.schedule = name
+        assert all(0 < lr_at(i, c) <= c.lr + 1e-12 for i in range(0, 1200, 50))
+    with pytest.raises(UserError):
+        lr_at(0, TrainConfig(schedule="triangle"))
+
+
+def test_training_reduces_loss_and_reports_throughput():
+    model, tb, vb = _setup()
+    r = train(model, tb, vb, TrainConfig(max_iters=60, eval_interval=30, eval_iters=2, lr=3e-3, warmup_iters=5),
+              "cpu", show_progress=False)
+    assert r.history["step"] == [30, 59]
+    assert r.train_log["loss"][-1] < r.train_log["loss"][0] - 0.5
+    assert r.tokens_per_s > 0 and r.tokens_per_iter == 8 * 32 and len(r.iter_times) == 60
+
+
+def test_kill_and_resume_gives_the_same_trajectory(tmp_path):
+    cfg = TrainConfig(max_iters=30, eval_interval=10, eval_iters=2, log_interval=1, lr=3e-3, warmup_iters=5)
+    model, tb, vb = _setup(seed=1, dropout=0.1)
+    full = train(model, tb, vb, cfg, "cpu", show_progress=False)
+    ck = tmp_path / "ckpt.pt"
+    model, tb, vb = _setup(seed=1, dropout=0.1)
+    train(model, tb, vb, cfg, "cpu", ckpt_path=ck, stop_at=14, show_progress=False)  # "killed" after 14
+    model, tb, vb = _setup(seed=99, dropout=0.1)  # a fresh process: different RNG until restored
+    resumed = train(model, tb, vb, cfg, "cpu", ckpt_path=ck, resume=True, show_progress=False)
+    assert resumed.train_log["step"][0] == 15
+    assert resumed.train_log["loss"] == full.train_log["loss"][15:]
+    assert resumed.history["val"][-1] == full.history["val"][-1]
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "ckpt.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="corrupt"):
+        load_checkpoint(bad)
+    model, tb, vb = _setup()
+    with pytest.raises(UserError, match="corrupt"):
+        train(model, tb, vb, TrainConfig(max_iters=2), "cpu", ckpt_path=bad, resume=True, show_progress=False)
+
+
+def test_nan_loss_stops_with_the_step():
+    model, tb, vb = _setup()
+    with pytest.raises(UserError, match=r"loss became nan at step \d+"):
+        with torch.no_grad():
+            model.wte.weight.fill_(math.nan)
+        train(model, tb, vb, TrainConfig(max_iters=5, eval_iters=1), "cpu", show_progress=False)
+
+
+def test_eval_batches_are_fixed():
+    _, tb, _ = _setup()
+    a, b = tb.fixed(3), tb.fixed(3)
+    assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b))
+    state = torch.get_rng_state()
+    tb.fixed(2)
+    assert torch.equal(state, torch.get_rng_state())  # evaluation never moves the training RNG

@@ -1,0 +1,222 @@
+"""The one training loop: AdamW, warm-up + cosine, accumulation, clipping, AMP, compile, checkpoints.
+
+    result = train(model, batches_train, batches_val, TrainConfig(max_iters=2000), device, tracker)
+
+Every day that trains something calls this; variants are `TrainConfig` fields, not copies of the
+loop. What it guarantees:
+  * the learning rate at step `it` is `lr_at(it, cfg)` (a pure function, plotted on day 12);
+  * evaluation uses fixed batches (same windows every time) and never touches the training RNG;
+  * a checkpoint holds model, optimizer, step and every RNG state, written atomically, so a killed
+    run resumed from it continues on exactly the same trajectory;
+  * a non-finite loss stops the run with the step number (`UserError`), never silently;
+  * timings exclude evaluation and checkpointing: `tokens_per_s` is training throughput.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from common import atomic, determinism
+from common.errors import UserError
+from common.tracking import progress
+
+
+@dataclass
+class TrainConfig:
+    max_iters: int = 2000
+    lr: float = 1e-3             # peak learning rate
+    min_lr: float = 1e-4         # floor of the cosine (nanoGPT: lr / 10)
+    warmup_iters: int = 100      # linear warm-up from 0: Adam's early steps are large and noisy
+    lr_decay_iters: int = 0      # where the cosine reaches min_lr; 0 = max_iters
+    schedule: str = "cosine"     # cosine | constant | linear
+    weight_decay: float = 0.1    # decoupled (AdamW), on 2-D weights only
+    beta1: float = 0.9
+    beta2: float = 0.99          # 0.99 rather than 0.999: small batches, short runs
+    grad_clip: float = 1.0       # global-norm clip; 0 disables
+    grad_accum: int = 1          # micro-batches per optimizer step
+    eval_interval: int = 250
+    eval_iters: int = 20         # fixed batches per split per evaluation
+    log_interval: int = 10
+    compile: bool = False        # torch.compile the model
+    dtype: str = "float32"       # float32 | bfloat16 | float16 (autocast)
+    ckpt_interval: int = 0       # save every N iters (0: only at the end, if a path is given)
+
+
+@dataclass
+class TrainResult:
+    history: dict = field(default_factory=lambda: {"step": [], "train": [], "val": []})
+    train_log: dict = field(default_factory=lambda: {"step": [], "loss": [], "lr": []})
+    iter_times: list = field(default_factory=list)   # seconds per optimizer step, eval excluded
+    tokens_per_iter: int = 0
+    first_iter_s: float = 0.0                        # includes torch.compile's compilation
+    wall_s: float = 0.0
+    final_iter: int = 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Median steady-state throughput (first 10% of steps excluded: warm-up, compile)."""
+        t = sorted(self.iter_times[max(1, len(self.iter_times) // 10):] or self.iter_times)
+        return self.tokens_per_iter / t[len(t) // 2] if t else float("nan")
+
+    @property
+    def final_val(self) -> float:
+        return self.history["val"][-1] if self.history["val"] else float("nan")
+
+    @property
+    def best_val(self) -> float:
+        return min(self.history["val"]) if self.history["val"] else float("nan")
+
+
+def _warmup_then(fn):
+    """Wrap a decay shape with linear warm-up: step `it` < warmup climbs from lr/warmup to lr."""
+    def lr(it: int, c: TrainConfig) -> float:
+        if it < c.warmup_iters:
+            return c.lr * (it + 1) / c.warmup_iters
+        end = c.lr_decay_iters or c.max_iters
+        if it >= end:
+            return c.min_lr if c.schedule != "constant" else c.lr
+        frac = (it - c.warmup_iters) / max(1, end - c.warmup_iters)  # 0 -> 1 over the decay
+        return fn(frac, c)
+    return lr
+
+
+SCHEDULES = {
+    "cosine": _warmup_then(lambda f, c: c.min_lr + 0.5 * (1 + math.cos(math.pi * f)) * (c.lr - c.min_lr)),
+    "linear": _warmup_then(lambda f, c: c.lr + f * (c.min_lr - c.lr)),
+    "constant": _warmup_then(lambda f, c: c.lr),
+}
+
+
+def lr_at(it: int, cfg: TrainConfig) -> float:
+    if cfg.schedule not in SCHEDULES:
+        raise UserError(f"Unknown schedule {cfg.schedule!r}; use one of {', '.join(SCHEDULES)}.")
+    return SCHEDULES[cfg.schedule](it, cfg)
+
+
+def autocast(device: torch.device, dtype: str):
+    if dtype == "float32":
+        return torch.autocast(device.type, enabled=False)
+    if dtype not in ("bfloat16", "float16"):
+        raise UserError(f"Unknown dtype {dtype!r}; use float32, bfloat16 or float16.")
+    return torch.autocast(device.type, dtype=getattr(torch, dtype))
+
+
+@torch.no_grad()
+def evaluate(model, batches: dict, device, dtype: str = "float32") -> dict:
+    """Mean loss over each split's fixed batches."""
+    was_training = model.training
+    model.eval()
+    out = {}
+    for split, bs in batches.items():
+        losses = []
+        for x, y in bs:
+            with autocast(device, dtype):
+                _, loss = model(x, y)
+            losses.append(loss.float().item())
+        out[split] = sum(losses) / len(losses)
+    model.train(was_training)
+    return out
+
+
+def save_checkpoint(path, model, optimizer, it: int, cfg: TrainConfig, extra: dict | None = None) -> None:
+    raw = getattr(model, "_orig_mod", model)
+    atomic.torch_save({"model": raw.state_dict(), "optimizer": optimizer.state_dict(), "iter": it,
+                       "train_config": asdict(cfg), "rng": determinism.rng_state(), **(extra or {})}, path)
+
+
+def load_checkpoint(path, model=None, optimizer=None) -> dict:
+    """Load a checkpoint (into `model`/`optimizer` when given); a broken file is a UserError."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(ckpt, dict) or "model" not in ckpt:
+            raise ValueError("no model state inside")
+        if model is not None:
+            getattr(model, "_orig_mod", model).load_state_dict(ckpt["model"])
+        if optimizer is not None and "optimizer" in ckpt:
+            optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, EOFError, OSError, KeyError, pickle.UnpicklingError) as e:
+        raise UserError(f"Checkpoint {path} is corrupt or does not match this model "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:120]}); delete it to start fresh.") from None
+    return ckpt
+
+
+def train(model, train_batches, val_batches, cfg: TrainConfig, device, tracker=None, *,
+          ckpt_path=None, resume: bool = False, stop_at: int | None = None, show_progress: bool = True,
+          optimizer=None) -> TrainResult:
+    """Train `model` (returning (logits, loss) from `model(x, y)`) for `cfg.max_iters` optimizer steps.
+
+    `stop_at` ends the run early after that step (used to simulate a kill in the resume test).
+    """
+    device = torch.device(device)
+    model.to(device)
+    if optimizer is None:
+        optimizer = model.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), device.type)
+    start = 0
+    if resume and ckpt_path and Path(ckpt_path).is_file():
+        ckpt = load_checkpoint(ckpt_path, model, optimizer)
+        determinism.set_rng_state(ckpt["rng"])
+        start = ckpt["iter"] + 1
+    step_model = torch.compile(model) if cfg.compile else model
+    scaler = torch.amp.GradScaler(device.type, enabled=(cfg.dtype == "float16" and device.type == "cuda"))
+    eval_sets = {"train": train_batches.fixed(cfg.eval_iters), "val": val_batches.fixed(cfg.eval_iters)}
+    res = TrainResult(tokens_per_iter=train_batches.batch_size * train_batches.block_size * cfg.grad_accum)
+    t_start = time.perf_counter()
+    model.train()
+    last = min(cfg.max_iters, stop_at + 1 if stop_at is not None else cfg.max_iters)
+    bar = progress(range(start, last), desc="train", disable=None if show_progress else True)
+    for it in bar:
+        lr = lr_at(it, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        t0 = time.perf_counter()
+        for _ in range(cfg.grad_accum):
+            x, y = train_batches.sample()
+            with autocast(device, cfg.dtype):
+                _, loss = step_model(x, y)
+            scaler.scale(loss / cfg.grad_accum).backward()
+        if cfg.grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        dt = time.perf_counter() - t0
+        if it == start:
+            res.first_iter_s = dt
+        res.iter_times.append(dt)
+        if it % cfg.log_interval == 0 or it == last - 1:
+            lv = loss.item()
+            if not math.isfinite(lv):
+                raise UserError(f"The loss became {lv} at step {it} (lr {lr:.3g}); lower the learning rate, "
+                                f"keep grad_clip on, or use float32.")
+            res.train_log["step"].append(it)
+            res.train_log["loss"].append(lv)
+            res.train_log["lr"].append(lr)
+            if tracker:
+                tracker.log("train/loss", lv, it)
+                tracker.log("train/lr", lr, it)
+            bar.set_postfix(loss=f"{lv:.3f}", refresh=False)
+        is_last = it == cfg.max_iters - 1
+        if (cfg.eval_interval and it % cfg.eval_interval == 0 and it > 0) or is_last:
+            losses = evaluate(model, eval_sets, device, cfg.dtype)
+            res.history["step"].append(it)
+            res.history["train"].append(losses["train"])
+            res.history["val"].append(losses["val"])
+            if tracker:
+                tracker.log_dict(losses, it, prefix="eval/")
+        if ckpt_path and ((cfg.ckpt_interval and it % cfg.ckpt_interval == 0) or it == last - 1):
+            save_checkpoint(ckpt_path, model, optimizer, it, cfg)
+        res.final_iter = it
+    res.wall_s = time.perf_counter() - t_start
+    if tracker:
+        tracker.flush()
+    return res
