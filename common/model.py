@@ -62,6 +62,7 @@ PRESETS = {
     # nanoGPT's train_shakespeare_char (GPU), ~10.65M params without position embeddings
     "shakespeare": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2, bias=False),
 }
+PRESETS["cpu"], PRESETS["gpu"] = PRESETS["baby"], PRESETS["shakespeare"]  # the day-config names
 
 
 def gpt_config(name, **overrides):

@@ -16,3 +16,14 @@ def require_data():
                 pytest.fail(f"dataset {name}/{file or ''} missing from DATA_DIR={os.environ.get('DATA_DIR')}")
             pytest.skip(f"dataset {name} not on DATA_DIR (set DATA_DIR to ../shared/data or download it)")
     return need
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from a second thread, and lose a lot when the cores are busy."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
