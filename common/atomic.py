@@ -32,12 +32,14 @@ def atomic_path(path: str | os.PathLike):
 
 
 def write_text(path, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
 def write_json(path, obj, indent: int = 2) -> Path:
+    """Write `obj` as indented JSON to `path` atomically."""
     return write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=str) + "\n")
 
 

@@ -73,6 +73,7 @@ def time_fn(fn, *, warmup: int = 3, repeats: int = 10, device=None, min_time: fl
 
 
 def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value, NaN for none)."""
     values = [float(v) for v in values]
     if not values:
         return math.nan, math.nan
@@ -80,11 +81,13 @@ def mean_std(values) -> tuple[float, float]:
 
 
 def fmt_mean_std(values, digits: int = 3) -> str:
+    """'mean ± std' with `digits` significant digits for the mean."""
     m, s = mean_std(values)
     return f"{m:.{digits}g} ± {s:.2g}"
 
 
 def fmt_seconds(s: float) -> str:
+    """A duration in s, ms or µs, whichever reads best."""
     if s >= 1:
         return f"{s:.3f} s"
     if s >= 1e-3:
@@ -141,4 +144,5 @@ class PeakMemory:
 
 
 def mib(n_bytes: float) -> float:
+    """Bytes to MiB."""
     return n_bytes / 2**20

@@ -27,6 +27,7 @@ USAGE = "usage: make day N (N from 1 to 100), e.g. `make day 7` or `make day 7 A
 
 
 def parse_day(raw: str | None) -> int:
+    """The day number from the command line, or a UserError saying what a valid one is."""
     if raw is None or raw == "":
         raise UserError(f"Which day? Give a day number from 1 to {curriculum.N_DAYS}, e.g. `make day 7`.")
     try:
@@ -62,6 +63,7 @@ def _env(root: Path) -> dict:
 
 
 def cmd_day(args: list[str], root: Path) -> int:
+    """make day N: run the day, then its tests; record it only if both pass."""
     n = parse_day(args[0] if args else None)
     extra = args[1:]
     name = f"day{n:02d}"
@@ -110,6 +112,7 @@ def cmd_day(args: list[str], root: Path) -> int:
 
 
 def cmd_hours(args: list[str], root: Path) -> int:
+    """make hours N read=.. code=..: add time spent to a day."""
     n = parse_day(args[0] if args else None)
     hours = {}
     for item in args[1:]:
@@ -134,11 +137,13 @@ def cmd_hours(args: list[str], root: Path) -> int:
 
 
 def cmd_progress(args, root: Path) -> int:
+    """make progress: print the dashboard."""
     print(dashboard(Progress.load(root / "progress.yaml")))
     return 0
 
 
 def cmd_report(args, root: Path) -> int:
+    """make report: write the sprint reports and this week's reflection file."""
     written = write_reports(root, Progress.load(root / "progress.yaml"))
     for p in written:
         print(f"wrote {p.relative_to(root)}")
@@ -146,6 +151,7 @@ def cmd_report(args, root: Path) -> int:
 
 
 def cmd_progress_init(args, root: Path) -> int:
+    """make progress-init: write a fresh progress.yaml, never over an existing one."""
     path = root / "progress.yaml"
     if path.exists():
         raise UserError(f"{path.name} already exists; it is yours and is never replaced automatically.")
@@ -159,6 +165,7 @@ COMMANDS = {"day": cmd_day, "hours": cmd_hours, "progress": cmd_progress, "repor
 
 
 def main(argv: list[str] | None = None, root: Path | None = None) -> int:
+    """Dispatch a command; UserErrors become one line on stderr and exit code 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     root = Path(root or os.environ.get("DAYS_ROOT") or ROOT)
     if not argv or argv[0] not in COMMANDS:

@@ -24,6 +24,8 @@ CATEGORIES = {"R": "read", "M": "math", "C": "code", "L": "log"}
 
 @dataclass(frozen=True)
 class Target:
+    """A numeric target from the seed plan for one metric of a day's run."""
+
     metric: str
     op: str            # "<=", ">=" or "~" (within relative `tol` of value)
     value: float
@@ -46,6 +48,8 @@ class Target:
 
 @dataclass(frozen=True)
 class Day:
+    """One row of the curriculum."""
+
     n: int
     sprint: int
     focus: str

@@ -29,6 +29,8 @@ class DataError(UserError):
 
 @dataclass(frozen=True)
 class DataFile:
+    """One registered file: where it goes, its checksum and size, and where to download it."""
+
     path: str           # relative to a DATA_DIR folder
     sha256: str
     size: int           # bytes
@@ -105,6 +107,7 @@ def _entry(name: str, file: str | None) -> DataFile:
 
 
 def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -116,6 +119,7 @@ _verified: dict[str, str] = {}  # path -> sha, so repeated lookups in one proces
 
 
 def verify(path: Path, entry: DataFile) -> None:
+    """Check size and sha256 (hashing once per file version per process); DataError if wrong."""
     if path.stat().st_size != entry.size:
         raise DataError(f"{path} has {path.stat().st_size:,} bytes, expected {entry.size:,}: "
                         f"the file is incomplete or a different version; delete it and run again to download it.")

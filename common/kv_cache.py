@@ -31,6 +31,8 @@ def kv_bytes(n_layer: int, batch: int, n_kv_head: int, seq_len: int, head_dim: i
 
 
 class KVCache:
+    """Preallocated keys/values for `n_layer` layers; `update` appends and returns views."""
+
     def __init__(self, n_layer: int, batch: int, n_kv_head: int, max_len: int, head_dim: int,
                  device="cpu", dtype=torch.float32):
         shape = (n_layer, batch, n_kv_head, max_len, head_dim)

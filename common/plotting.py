@@ -54,6 +54,7 @@ def lines(path, series: dict, xlabel: str, ylabel: str, title: str = "", logx=Fa
 
 def heatmap(path, matrix, xlabel: str, ylabel: str, title: str = "", cbar: str = "",
             xticks=None, yticks=None, vmin=None, vmax=None, cmap="viridis") -> Path:
+    """A matrix as an image with a colour bar (e.g. attention weights)."""
     m = np.asarray(matrix, dtype=float)
     fig, ax = plt.subplots(figsize=(WIDTH * 0.75, WIDTH * 0.65))
     im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
@@ -88,6 +89,7 @@ def histogram(path, samples: dict, xlabel: str, ylabel: str = "count", title: st
 
 
 def bars(path, labels, values, ylabel: str, title: str = "", errors=None, xlabel: str = "") -> Path:
+    """A bar per label, with optional error bars."""
     fig, ax = plt.subplots(figsize=(WIDTH, 4.5))
     ax.bar(range(len(values)), values, yerr=errors, capsize=3 if errors is not None else 0)
     ax.set_xticks(range(len(labels)), labels, rotation=30 if max(map(len, map(str, labels))) > 8 else 0,

@@ -77,6 +77,8 @@ def _as_date(v):
 
 
 def validate(doc, name: str = "progress.yaml") -> None:
+    """Raise ProgressError naming the line of the first value we do not understand."""
+
     def bad(node, key, what):
         raise ProgressError(f"{name} line {_line(node, key)}: {what}. Fix it by hand (nothing was overwritten).")
 
@@ -237,6 +239,7 @@ def streak(prog: Progress, today: dt.date | None = None) -> int:
 
 
 def next_day(prog: Progress) -> int | None:
+    """The first day still todo or doing."""
     for n in range(1, curriculum.N_DAYS + 1):
         if prog.entry(n)["status"] in ("todo", "doing"):
             return n
@@ -244,6 +247,7 @@ def next_day(prog: Progress) -> int | None:
 
 
 def dashboard(prog: Progress, today: dt.date | None = None, width: int = 50) -> str:
+    """The one-screen summary `make progress` prints."""
     today = today or dt.date.today()
     entries = {n: prog.entry(n) for n in range(1, curriculum.N_DAYS + 1)}
     done = [n for n, e in entries.items() if e["status"] == "done"]

@@ -26,6 +26,7 @@ def _fmt(v) -> str:
 
 
 def load_reference(root: Path, n: int) -> dict:
+    """The metrics of a day's committed reference run ({} if none)."""
     p = root / "days" / f"day{n:02d}" / "reference.json"
     try:
         return json.loads(p.read_text()).get("metrics", {}) if p.is_file() else {}
@@ -34,6 +35,7 @@ def load_reference(root: Path, n: int) -> dict:
 
 
 def target_cells(n: int, metrics: dict) -> list[str]:
+    """One '✅/❌/— metric value (target)' string per seed target of day n."""
     cells = []
     for t in curriculum.targets(n):
         ok = t.met(metrics.get(t.metric))
@@ -44,6 +46,7 @@ def target_cells(n: int, metrics: dict) -> list[str]:
 
 
 def reference_cells(metrics: dict, ref: dict) -> list[str]:
+    """'metric ×ratio' for every numeric metric the reference run also has."""
     cells = []
     for k, v in metrics.items():
         r = ref.get(k)
@@ -53,6 +56,7 @@ def reference_cells(metrics: dict, ref: dict) -> list[str]:
 
 
 def sprint_report(root: Path, prog: Progress, s: int) -> str:
+    """The markdown of sprints/sprintNN.md."""
     info = curriculum.sprint_info(s)
     days = curriculum.sprint_days(s)
     entries = {n: prog.entry(n) for n in days}
@@ -91,6 +95,7 @@ def sprint_report(root: Path, prog: Progress, s: int) -> str:
 
 
 def week_bounds(prog: Progress, today: dt.date) -> tuple[int, dt.date, dt.date]:
+    """(week number, first day, last day) of the week holding `today`, counted from the start date."""
     start = prog.start_date or today
     wk = max(1, week_of(today, start))
     lo = start + dt.timedelta(days=7 * (wk - 1))
@@ -139,6 +144,7 @@ def _auto(name: str, body: str) -> str:
 
 
 def reflection_template(blocks: dict[str, str], wk: int) -> str:
+    """A new reflection file: the protocol's sections with our auto blocks filled in."""
     a = {k: _auto(k, v) for k, v in blocks.items()}
     return f"""# Week {wk} reflection
 
@@ -234,6 +240,7 @@ def merge_reflection(old: str, new_blocks: dict[str, str]) -> str:
 
 
 def write_reports(root: Path, prog: Progress, today: dt.date | None = None) -> list[Path]:
+    """Write every sprint report with progress and this week's reflection; return the paths."""
     today = today or dt.date.today()
     out_dir = root / "sprints"
     written = []

@@ -16,6 +16,8 @@ from common.errors import UserError
 
 
 class CharTokenizer:
+    """One id per distinct character, in sorted order."""
+
     def __init__(self, vocab: str):
         self.vocab = vocab
         self.stoi = {c: i for i, c in enumerate(vocab)}

@@ -70,6 +70,7 @@ def banner(title: str, env: dict, seed: int | None, preset: str | None, cfg_hash
 
 
 def make_run_id(now: datetime | None = None) -> str:
+    """A sortable id: date-time plus the process id, so parallel runs do not collide."""
     now = now or datetime.now()
     return now.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 10000:04d}"
 

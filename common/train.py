@@ -43,14 +43,16 @@ class TrainConfig:
     eval_interval: int = 250
     eval_iters: int = 20         # fixed batches per split per evaluation
     log_interval: int = 10
-    compile: bool = False        # torch.compile the model
+    compile: bool = False        # torch.compile the model (day 2)
+    compile_mode: str = "default"     # default | reduce-overhead | max-autotune
+    compile_backend: str = "inductor"  # inductor: generated kernels; eager: tracing only (tests)
     dtype: str = "float32"       # float32 | bfloat16 | float16 (autocast)
     ckpt_interval: int = 0       # save every N iters (0: only at the end, if a path is given)
 
 
 @dataclass
 class TrainResult:
-    history: dict = field(default_factory=lambda: {"step": [], "train": [], "val": []})
+    history: dict = field(default_factory=lambda: {"step": [], "train": [], "val": [], "time": []})
     train_log: dict = field(default_factory=lambda: {"step": [], "loss": [], "lr": []})
     iter_times: list = field(default_factory=list)   # seconds per optimizer step, eval excluded
     tokens_per_iter: int = 0
@@ -94,17 +96,37 @@ SCHEDULES = {
 
 
 def lr_at(it: int, cfg: TrainConfig) -> float:
+    """The learning rate at optimizer step `it` (warm-up, then the configured decay)."""
     if cfg.schedule not in SCHEDULES:
         raise UserError(f"Unknown schedule {cfg.schedule!r}; use one of {', '.join(SCHEDULES)}.")
     return SCHEDULES[cfg.schedule](it, cfg)
 
 
 def autocast(device: torch.device, dtype: str):
+    """An autocast context for `dtype` (disabled for float32)."""
     if dtype == "float32":
         return torch.autocast(device.type, enabled=False)
     if dtype not in ("bfloat16", "float16"):
         raise UserError(f"Unknown dtype {dtype!r}; use float32, bfloat16 or float16.")
     return torch.autocast(device.type, dtype=getattr(torch, dtype))
+
+
+@torch.no_grad()
+def full_split_loss(model, tokens, block_size: int, batch_size: int, device, dtype: str = "float32") -> float:
+    """Mean next-token loss over every non-overlapping window of a split (no sampling noise)."""
+    was_training = model.training
+    model.eval()
+    n = (tokens.numel() - 1) // block_size
+    x = tokens[: n * block_size].view(n, block_size)
+    y = tokens[1 : n * block_size + 1].view(n, block_size)
+    total = 0.0
+    for i in range(0, n, batch_size):
+        xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+        with autocast(torch.device(device), dtype):
+            _, loss = model(xb, yb)
+        total += loss.float().item() * xb.shape[0]
+    model.train(was_training)
+    return total / n
 
 
 @torch.no_grad()
@@ -125,6 +147,7 @@ def evaluate(model, batches: dict, device, dtype: str = "float32") -> dict:
 
 
 def save_checkpoint(path, model, optimizer, it: int, cfg: TrainConfig, extra: dict | None = None) -> None:
+    """Model, optimizer, step, config and every RNG state, written atomically."""
     raw = getattr(model, "_orig_mod", model)
     atomic.torch_save({"model": raw.state_dict(), "optimizer": optimizer.state_dict(), "iter": it,
                        "train_config": asdict(cfg), "rng": determinism.rng_state(), **(extra or {})}, path)
@@ -163,7 +186,7 @@ def train(model, train_batches, val_batches, cfg: TrainConfig, device, tracker=N
         ckpt = load_checkpoint(ckpt_path, model, optimizer)
         determinism.set_rng_state(ckpt["rng"])
         start = ckpt["iter"] + 1
-    step_model = torch.compile(model) if cfg.compile else model
+    step_model = torch.compile(model, mode=cfg.compile_mode, backend=cfg.compile_backend) if cfg.compile else model
     scaler = torch.amp.GradScaler(device.type, enabled=(cfg.dtype == "float16" and device.type == "cuda"))
     eval_sets = {"train": train_batches.fixed(cfg.eval_iters), "val": val_batches.fixed(cfg.eval_iters)}
     res = TrainResult(tokens_per_iter=train_batches.batch_size * train_batches.block_size * cfg.grad_accum)
@@ -211,6 +234,7 @@ def train(model, train_batches, val_batches, cfg: TrainConfig, device, tracker=N
             res.history["step"].append(it)
             res.history["train"].append(losses["train"])
             res.history["val"].append(losses["val"])
+            res.history["time"].append(time.perf_counter() - t_start)  # wall-clock since start, evals included
             if tracker:
                 tracker.log_dict(losses, it, prefix="eval/")
         if ckpt_path and ((cfg.ckpt_interval and it % cfg.ckpt_interval == 0) or it == last - 1):

@@ -1,0 +1,190 @@
+"""Day 7: the tiny-GPT baseline on Tiny Shakespeare (characters), and the nanoGPT comparison.
+
+A full run: the verification battery first (parameter formula, causality, dropout off in eval,
+over-fitting one batch), then training with warm-up + cosine and AdamW, checkpointed, with the
+loss curve, samples and the time it took to reach the target validation loss.
+
+`--preset nanogpt` trains nanoGPT's CPU "baby" configuration exactly (same model, optimiser,
+schedule, batch, 2000 iterations) and sets our numbers beside nanoGPT's, measured on this machine
+(shared/REFERENCE.md): that is the benchmark for tokens/s and val loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from common import data, plotting, runner
+from common.generate import generate
+from common.model import GPT, count_params_formula, gpt_config
+from common.train import TrainConfig, full_split_loss, load_checkpoint, train
+
+DAY = 7
+# nanoGPT (commit 3adf61e) on this project's reference machine, torch 2.13.0 CPU, 2 threads, 2026-11-21;
+# see shared/REFERENCE.md. Used only for comparison tables, never as our results.
+NANOGPT = {"ms_per_iter": 39.3, "wall_s": 89.0, "val": {250: 2.445, 500: 2.314, 1000: 2.053, 1500: 1.923, 2000: 1.886}}
+
+
+@dataclass
+class Config:
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+    batch_size: int = 32
+    max_iters: int = 600
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_iters: int = 50
+    lr_decay_iters: int = 0      # 0: decay over max_iters
+    weight_decay: float = 0.1
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    eval_interval: int = 100
+    eval_iters: int = 20
+    target_loss: float = 1.88    # the nanoGPT baby configuration's val loss
+    overfit_steps: int = 300
+    overfit_lr: float = 3e-3
+    sample_chars: int = 400
+    compile: bool = False
+    dtype: str = "float32"
+
+
+PRESETS = {
+    "nano": dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=8, max_iters=30, warmup_iters=5,
+                 eval_interval=10, eval_iters=2, overfit_steps=100, overfit_lr=1e-2, sample_chars=40),
+    "cpu": {},
+    # nanoGPT config/train_shakespeare_char.py with the README's CPU changes, exactly
+    "nanogpt": dict(batch_size=12, max_iters=2000, lr=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=2000,
+                    eval_interval=250, eval_iters=20),
+    # the seed's 10.7M-parameter model (target val loss 1.47 +- 5%)
+    "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2, batch_size=64, max_iters=5000,
+                lr=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=5000, eval_interval=250, eval_iters=200,
+                target_loss=1.47, compile=True, dtype="bfloat16"),
+}
+
+
+def battery(mcfg, tb, device, steps, lr) -> list[dict]:
+    """The checks to pass before trusting any training curve."""
+    torch.manual_seed(0)
+    model = GPT(mcfg).to(device)
+    rows = [{"check": "parameter count equals the closed form",
+             "measured": f"{model.num_params():,} vs {count_params_formula(mcfg):,}",
+             "pass": model.num_params() == count_params_formula(mcfg)}]
+    x, y = tb.fixed(1)[0]
+    model.eval()
+    with torch.no_grad():
+        base = model(x)[0]
+        x2 = x.clone()
+        x2[:, x.shape[1] // 2:] = (x2[:, x.shape[1] // 2:] + 1) % mcfg.vocab_size
+        leak = (model(x2)[0][:, : x.shape[1] // 2] - base[:, : x.shape[1] // 2]).abs().max().item()
+    rows.append({"check": "causal: changing the second half leaves the first half's logits", "measured":
+                 f"max change {leak:.1e}", "pass": leak == 0.0})
+    drop = GPT(gpt_config("baby", **{**mcfg.__dict__, "dropout": 0.5})).to(device).eval()
+    with torch.no_grad():
+        same = torch.equal(drop(x)[0], drop(x)[0])
+    rows.append({"check": "dropout 0.5 is a no-op in eval mode", "measured": "two forwards identical" if same
+                 else "forwards differ", "pass": same})
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        _, loss = model(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    rows.append({"check": f"over-fit one batch in {steps} steps (target loss <= 0.1)",
+                 "measured": f"loss {loss.item():.4f}", "pass": loss.item() <= 0.1})
+    return rows
+
+
+def main(cfg: Config, ctx: runner.Context) -> dict:
+    dev, d = ctx.device, ctx.deliverable
+    tok, train_ids, val_ids = data.char_corpus()
+    mcfg = gpt_config("baby", vocab_size=tok.vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                      block_size=cfg.block_size, dropout=cfg.dropout)
+    tb = data.Batches(train_ids, cfg.block_size, cfg.batch_size, dev, seed=1)
+    vb = data.Batches(val_ids, cfg.block_size, cfg.batch_size, dev, seed=2)
+
+    d.section("Verification battery")
+    checks = battery(mcfg, tb, dev, cfg.overfit_steps, cfg.overfit_lr)
+    d.table(checks)
+    overfit = float(checks[-1]["measured"].split()[-1])
+
+    torch.manual_seed(ctx.seed)
+    model = GPT(mcfg).to(dev)
+    tc = TrainConfig(max_iters=cfg.max_iters, lr=cfg.lr, min_lr=cfg.min_lr, warmup_iters=cfg.warmup_iters,
+                     lr_decay_iters=cfg.lr_decay_iters, weight_decay=cfg.weight_decay, beta2=cfg.beta2,
+                     grad_clip=cfg.grad_clip, eval_interval=cfg.eval_interval, eval_iters=cfg.eval_iters,
+                     compile=cfg.compile, dtype=cfg.dtype)
+    ckpt = ctx.out / "checkpoints" / "day07_ckpt.pt"
+    res = train(model, tb, vb, tc, dev, ctx.tracker, ckpt_path=ckpt, show_progress=not ctx.quick)
+    h = res.history
+    reached = next(((s, t, v) for s, t, v in zip(h["step"], h["time"], h["val"]) if v <= cfg.target_loss), None)
+    full_val = full_split_loss(model, val_ids, cfg.block_size, 64, dev, cfg.dtype)
+    fresh = GPT(mcfg).to(dev)
+    load_checkpoint(ckpt, fresh)
+    reload_same = full_split_loss(fresh, val_ids, cfg.block_size, 64, dev, cfg.dtype) == full_val
+    steady = sorted(res.iter_times[10:] or res.iter_times)
+    ms_iter = 1000 * steady[len(steady) // 2]
+    tokens_seen = res.tokens_per_iter * cfg.max_iters
+
+    d.section("Training")
+    d.text(f"{model.num_params():,} parameters ({model.num_params(non_embedding=True):,} without position "
+           f"embeddings); {cfg.max_iters} steps of {cfg.batch_size} × {cfg.block_size} tokens = {tokens_seen:,} tokens "
+           f"({tokens_seen / train_ids.numel():.2f} epochs of the {train_ids.numel():,}-token train split). AdamW "
+           f"(β2 {cfg.beta2}, weight decay {cfg.weight_decay}), warm-up {cfg.warmup_iters} steps then cosine "
+           f"{cfg.lr:g} → {cfg.min_lr:g}, gradient clip {cfg.grad_clip}.")
+    d.table([{"step": s, "train loss": tr, "val loss": v, "wall-clock (s)": round(t, 1)}
+             for s, tr, v, t in zip(h["step"], h["train"], h["val"], h["time"])])
+    series = {"train (fixed batches)": (h["step"], h["train"]), "val (fixed batches)": (h["step"], h["val"])}
+    if ctx.preset == "nanogpt":
+        series["nanoGPT val (REFERENCE.md)"] = (list(NANOGPT["val"]), list(NANOGPT["val"].values()))
+    p = plotting.lines(ctx.plot_path("loss_curve"), series, "step", "loss (nats per character)",
+                       "Tiny Shakespeare, character level", markers=True, hline=(cfg.target_loss, "target"))
+    d.image(p, "Train and validation loss; the dashed line is the target")
+    d.text(f"Whole validation split ({val_ids.numel():,} characters, every window): loss **{full_val:.4f}**. "
+           f"Median step {ms_iter:.1f} ms → **{res.tokens_per_iter / ms_iter * 1000:,.0f} tokens/s** (training only). "
+           + (f"Validation loss first reached {cfg.target_loss} at step {reached[0]}, {reached[1]:.1f} s after "
+              f"training started (evaluations included)." if reached else
+              f"Validation loss did not reach {cfg.target_loss} (best {res.best_val:.4f})."))
+    d.text(f"Checkpoint: `{ckpt.name}` ({ckpt.stat().st_size / 2**20:.1f} MiB, written atomically); reloaded into a "
+           f"fresh model it gives {'the identical' if reload_same else 'a DIFFERENT'} validation loss.")
+
+    d.section("Compared with nanoGPT on this machine")
+    rows = [{"quantity": "median time per iteration (ms)", "nanoGPT": NANOGPT["ms_per_iter"],
+             "ours": round(ms_iter, 1), "ratio ours/nanoGPT": round(ms_iter / NANOGPT["ms_per_iter"], 2)}]
+    if ctx.preset == "nanogpt":
+        for s, ref in NANOGPT["val"].items():
+            ours = dict(zip(h["step"], h["val"])).get(s - 1 if s == cfg.max_iters else s)
+            if ours is not None:
+                rows.append({"quantity": f"val loss at step {s}", "nanoGPT": ref, "ours": round(ours, 3),
+                             "ratio ours/nanoGPT": round(ours / ref, 3)})
+    else:
+        rows.append({"quantity": f"wall-clock to val ≤ {cfg.target_loss} (s)", "nanoGPT": NANOGPT["wall_s"],
+                     "ours": round(reached[1], 1) if reached else "not reached",
+                     "ratio ours/nanoGPT": round(reached[1] / NANOGPT["wall_s"], 2) if reached else "—"})
+    d.table(rows)
+    d.text("nanoGPT's numbers were measured on this project's reference machine (2 cores, torch 2.13.0), not in "
+           "this run: on another machine compare the ratio of timings only after measuring both there. nanoGPT "
+           "evaluates on 20 random batches, we on 20 fixed ones, so val losses differ by sampling noise (~0.01).")
+
+    d.section("Samples")
+    ctx_ids = torch.tensor([tok.encode("\n")], device=dev)
+    out = generate(model, ctx_ids, min(cfg.sample_chars, cfg.block_size - 1), temperature=0.8, top_k=40,
+                   generator=torch.Generator(device=dev).manual_seed(ctx.seed))
+    d.text("Temperature 0.8, top-k 40, from a newline:\n\n```text\n" + tok.decode(out[0].tolist()) + "\n```")
+
+    metrics = {"val_loss": round(res.final_val, 4), "val_loss_full": round(full_val, 4),
+               "best_val_loss": round(res.best_val, 4), "train_loss": round(h["train"][-1], 4),
+               "tokens_per_s": round(res.tokens_per_iter / ms_iter * 1000), "ms_per_iter": round(ms_iter, 2),
+               "time_to_target_s": round(reached[1], 1) if reached else "not reached", "overfit_loss": overfit,
+               "params": model.num_params(), "tokens_seen": tokens_seen, "checks_passed": sum(r["pass"] for r in checks)}
+    if ctx.preset == "gpu":
+        metrics["val_loss_gpu"] = metrics["val_loss"]
+    return metrics
+
+
+if __name__ == "__main__":
+    raise SystemExit(runner.cli(DAY, Config, PRESETS, main))

@@ -1,0 +1,76 @@
+"""Day 7: the verification battery as tests, the data pipeline, and a quick end-to-end run."""
+
+import os
+
+import pytest
+import torch
+
+from common import data, runner
+from common.model import GPT, count_params_formula, gpt_config
+from common.tokenizers import CharTokenizer
+from days.day07 import run
+
+
+def need_shakespeare():
+    if not data.available("tinyshakespeare"):
+        if os.environ.get("REQUIRE_DATA") == "1":
+            pytest.fail("tinyshakespeare.txt missing from DATA_DIR")
+        pytest.skip("Tiny Shakespeare not on DATA_DIR")
+
+
+def test_char_tokenizer_round_trip_and_vocab():
+    tok = CharTokenizer.from_text("hello world")
+    assert tok.vocab == " dehlorw" and tok.decode(tok.encode("world hello")) == "world hello"
+    with pytest.raises(Exception, match="not in this tokenizer"):
+        tok.encode("xyz")
+
+
+def test_shakespeare_split_matches_nanogpt():
+    need_shakespeare()
+    tok, tr, va = data.char_corpus()
+    assert tok.vocab_size == 65 and tr.numel() == 1_003_854 and va.numel() == 111_540
+    assert tok.decode(tr[:14].tolist()) == "First Citizen:"
+
+
+def test_batches_are_shifted_windows():
+    tokens = torch.arange(1000)
+    b = data.Batches(tokens, 16, 4)
+    x, y = b.sample()
+    assert x.shape == y.shape == (4, 16) and torch.equal(y, x + 1)
+
+
+def test_baby_and_gpu_models_have_the_published_sizes():
+    assert GPT(gpt_config("baby")).num_params(non_embedding=True) == 795_904  # nanoGPT: 0.80M
+    assert count_params_formula(gpt_config("shakespeare"), non_embedding=True) == 10_646_784  # 10.65M
+
+
+def test_battery_passes_on_a_small_model():
+    torch.manual_seed(0)
+    cfg = gpt_config("nano")
+    tb = data.Batches(torch.arange(5000) % 17, cfg.block_size, 4)
+    rows = run.battery(cfg, tb, "cpu", steps=150, lr=1e-2)
+    assert all(r["pass"] for r in rows), rows
+
+
+def test_battery_catches_a_leaky_model(monkeypatch):
+    """A model that peeks at the future must fail the causal check (the test can fail)."""
+    from common import attention
+
+    def leaky(q, k, v, **kw):
+        kw["is_causal"] = False
+        return attention.attention_reference(q, k, v, **kw)
+    monkeypatch.setitem(attention.ATTENTION_FNS, "sdpa", leaky)
+    cfg = gpt_config("nano")
+    rows = run.battery(cfg, data.Batches(torch.arange(5000) % 17, cfg.block_size, 4), "cpu", steps=1, lr=1e-3)
+    assert rows[1]["pass"] is False
+
+
+def test_quick_run_end_to_end(tmp_path):
+    need_shakespeare()
+    s = runner.quick(run, tmp_path)
+    m = s["metrics"]
+    assert m["checks_passed"] == 4 and m["overfit_loss"] <= 0.1
+    assert m["val_loss"] < 4.2 and m["tokens_per_s"] > 0  # below ln(65) = 4.17 after 30 steps
+    assert (tmp_path / "checkpoints" / "day07_ckpt.pt").is_file()
+    text = (tmp_path / "deliverable.md").read_text()
+    assert "Verification battery" in text and "identical validation loss" in text
