@@ -101,8 +101,10 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         res, mem = runs[n]
         rows.append({"variant": n, "step time (median)": bench.fmt_seconds(times[n].median),
                      "± std": bench.fmt_seconds(times[n].std), "tokens/s": round(tokens / times[n].median),
-                     "tokens/s in training": round(res.tokens_per_s), "first step": bench.fmt_seconds(res.first_iter_s),
-                     "peak RSS/alloc rise (MiB)": round(bench.mib(mem), 1), "final train loss": res.train_log["loss"][-1]})
+                     "tokens/s in training": round(res.tokens_per_s),
+                     "first step": bench.fmt_seconds(res.first_iter_s),
+                     "peak RSS/alloc rise (MiB)": round(bench.mib(mem), 1),
+                     "final train loss": res.train_log["loss"][-1]})
     d = ctx.deliverable
     d.section("Setup")
     d.text(f"Model {GPT(mcfg).num_params():,} parameters ({cfg.n_layer} layer(s) of width {cfg.n_embd}), batch "

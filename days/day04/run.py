@@ -17,7 +17,7 @@ import torch
 
 from common import bench, plotting, runner
 from common.generate import generate
-from common.kv_cache import KVCache, PagedKVCache, PagedKVStore, kv_bytes
+from common.kv_cache import PagedKVCache, PagedKVStore, kv_bytes
 from common.model import GPT, gpt_config
 from common.tracking import progress
 

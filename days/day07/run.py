@@ -180,7 +180,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
                "best_val_loss": round(res.best_val, 4), "train_loss": round(h["train"][-1], 4),
                "tokens_per_s": round(res.tokens_per_iter / ms_iter * 1000), "ms_per_iter": round(ms_iter, 2),
                "time_to_target_s": round(reached[1], 1) if reached else "not reached", "overfit_loss": overfit,
-               "params": model.num_params(), "tokens_seen": tokens_seen, "checks_passed": sum(r["pass"] for r in checks)}
+               "params": model.num_params(), "tokens_seen": tokens_seen,
+               "checks_passed": sum(r["pass"] for r in checks)}
     if ctx.preset == "gpu":
         metrics["val_loss_gpu"] = metrics["val_loss"]
     return metrics

@@ -46,8 +46,10 @@ def collect_configs(root: Path, days: list[int]) -> dict:
         if not (root / "days" / f"day{n:02d}" / "run.py").is_file():
             continue
         mod = importlib.import_module(f"days.day{n:02d}.run")
-        out[f"day{n:02d}"] = {p: config.to_dict(config.resolve(mod.Config, mod.PRESETS, p if p in mod.PRESETS else None))
-                              for p in ("nano", "cpu", "gpu", *[k for k in mod.PRESETS if k not in ("nano", "cpu", "gpu")])}
+        names = ["nano", "cpu", "gpu"] + [k for k in mod.PRESETS if k not in ("nano", "cpu", "gpu")]
+        out[f"day{n:02d}"] = {p: config.to_dict(config.resolve(mod.Config, mod.PRESETS,
+                                                               p if p in mod.PRESETS else None))
+                              for p in names}
     return out
 
 
