@@ -26,7 +26,7 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $(STAMP)
 
-.PHONY: help venv day test test-all lint report progress progress-init hours tensorboard clean distclean
+.PHONY: help venv day test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
 
 help: ## list the targets
 	@echo "100 Days of AI. The two commands: 'make day 1' and 'make test'."
@@ -57,6 +57,9 @@ progress-init: $(STAMP) ## write a fresh progress.yaml if there is none
 
 hours: $(STAMP) ## make hours N read=1.5 code=2 log=0.5 [math=..]: add time spent on day N
 	@$(PY) -m common.cli hours $(CMD_ARGS) $(HOURS)
+
+bench-nanogpt: $(STAMP) ## train nanoGPT's CPU baby config with our code (NANOGPT=path also runs nanoGPT)
+	$(PY) -m days.day07.run --preset nanogpt --out logs/bench_nanogpt $(if $(NANOGPT),nanogpt_dir=$(NANOGPT)) $(ARGS)
 
 tensorboard: $(STAMP) ## TensorBoard over logs/ (http://localhost:6006)
 	$(VENV)/bin/tensorboard --logdir logs

@@ -11,7 +11,13 @@ schedule, batch, 2000 iterations) and sets our numbers beside nanoGPT's, measure
 
 from __future__ import annotations
 
+import re
+import shutil
+import statistics
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -50,6 +56,7 @@ class Config:
     sample_chars: int = 400
     compile: bool = False
     dtype: str = "float32"
+    nanogpt_dir: str = ""        # a nanoGPT checkout: with --preset nanogpt, run it too, back to back
 
 
 PRESETS = {
@@ -64,6 +71,34 @@ PRESETS = {
                 lr=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=5000, eval_interval=250, eval_iters=200,
                 target_loss=1.47, compile=True, dtype="bfloat16"),
 }
+
+
+NANOGPT_ARGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20",
+                "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128",
+                "--max_iters=2000", "--lr_decay_iters=2000", "--dropout=0.0"]
+
+
+def parse_nanogpt_log(text: str) -> dict:
+    """Median ms/iter (iters >= 10, eval iterations excluded) and val loss per eval step from nanoGPT's stdout."""
+    evals = {int(m[1]): float(m[2]) for m in re.finditer(r"step (\d+): train loss [\d.]+, val loss ([\d.]+)", text)}
+    times = {int(m[1]): float(m[2]) for m in re.finditer(r"iter (\d+): loss [\d.]+, time ([\d.]+)ms", text)}
+    steady = [t for i, t in times.items() if i >= 10 and i not in evals]
+    return {"val": evals, "ms_per_iter": statistics.median(steady) if steady else float("nan")}
+
+
+def run_nanogpt(path: str, max_iters: int) -> dict:
+    """Run nanoGPT's own train.py (baby config) on our copy of the data; parse its log."""
+    root = Path(path).expanduser().resolve()
+    if not (root / "train.py").is_file():
+        raise runner.UserError(f"nanogpt_dir={path!r} has no train.py; point it at a nanoGPT checkout.")
+    prep = root / "data" / "shakespeare_char"
+    if not (prep / "train.bin").is_file():
+        shutil.copy(data.data_path("tinyshakespeare"), prep / "input.txt")  # prepare.py then skips the download
+        subprocess.run([sys.executable, "prepare.py"], cwd=prep, check=True, capture_output=True)
+    args = [a if not a.startswith("--max_iters") else f"--max_iters={max_iters}" for a in NANOGPT_ARGS]
+    out = subprocess.run([sys.executable, "train.py", *args, "--out_dir=/tmp/nanogpt_day07"], cwd=root,
+                         capture_output=True, text=True, check=True).stdout
+    return parse_nanogpt_log(out)
 
 
 def battery(mcfg, tb, device, steps, lr) -> list[dict]:
@@ -152,23 +187,29 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.text(f"Checkpoint: `{ckpt.name}` ({ckpt.stat().st_size / 2**20:.1f} MiB, written atomically); reloaded into a "
            f"fresh model it gives {'the identical' if reload_same else 'a DIFFERENT'} validation loss.")
 
-    d.section("Compared with nanoGPT on this machine")
-    rows = [{"quantity": "median time per iteration (ms)", "nanoGPT": NANOGPT["ms_per_iter"],
-             "ours": round(ms_iter, 1), "ratio ours/nanoGPT": round(ms_iter / NANOGPT["ms_per_iter"], 2)}]
+    ref, ref_src = NANOGPT, "shared/REFERENCE.md (measured on the reference machine, not in this run)"
+    if cfg.nanogpt_dir and ctx.preset == "nanogpt":
+        ref = {**NANOGPT, **run_nanogpt(cfg.nanogpt_dir, cfg.max_iters)}
+        ref_src = f"nanoGPT's train.py from {cfg.nanogpt_dir}, run by this command right after ours"
+    d.section("Compared with nanoGPT")
+    d.text(f"nanoGPT numbers: {ref_src}.")
+    rows = [{"quantity": "median time per iteration (ms)", "nanoGPT": round(ref["ms_per_iter"], 1),
+             "ours": round(ms_iter, 1), "ratio ours/nanoGPT": round(ms_iter / ref["ms_per_iter"], 2)}]
     if ctx.preset == "nanogpt":
-        for s, ref in NANOGPT["val"].items():
+        for s, ref_v in ref["val"].items():
             ours = dict(zip(h["step"], h["val"])).get(s - 1 if s == cfg.max_iters else s)
-            if ours is not None:
-                rows.append({"quantity": f"val loss at step {s}", "nanoGPT": ref, "ours": round(ours, 3),
-                             "ratio ours/nanoGPT": round(ours / ref, 3)})
+            if ours is not None and s > 0:
+                rows.append({"quantity": f"val loss at step {s}", "nanoGPT": ref_v, "ours": round(ours, 3),
+                             "difference": round(ours - ref_v, 3)})
     else:
         rows.append({"quantity": f"wall-clock to val ≤ {cfg.target_loss} (s)", "nanoGPT": NANOGPT["wall_s"],
                      "ours": round(reached[1], 1) if reached else "not reached",
                      "ratio ours/nanoGPT": round(reached[1] / NANOGPT["wall_s"], 2) if reached else "—"})
     d.table(rows)
-    d.text("nanoGPT's numbers were measured on this project's reference machine (2 cores, torch 2.13.0), not in "
-           "this run: on another machine compare the ratio of timings only after measuring both there. nanoGPT "
-           "evaluates on 20 random batches, we on 20 fixed ones, so val losses differ by sampling noise (~0.01).")
+    d.text("Timings from another run or machine are comparable only as rough ratios (this machine's timing noise "
+           "is ±25%); pass `nanogpt_dir=/path/to/nanoGPT` with `--preset nanogpt` to time both in one command. "
+           "nanoGPT evaluates on 20 random batches, we on 20 fixed ones, so val losses differ by sampling noise "
+           "(~0.01).")
 
     d.section("Samples")
     ctx_ids = torch.tensor([tok.encode("\n")], device=dev)

@@ -74,3 +74,33 @@ def test_quick_run_end_to_end(tmp_path):
     assert (tmp_path / "checkpoints" / "day07_ckpt.pt").is_file()
     text = (tmp_path / "deliverable.md").read_text()
     assert "Verification battery" in text and "identical validation loss" in text
+
+
+FAKE_NANOGPT_LOG = """step 0: train loss 4.2000, val loss 4.2100
+iter 0: loss 4.2000, time 900.00ms, mfu -100.00%
+""" + "".join(f"iter {i}: loss 3.0000, time {40 + i % 3}.00ms, mfu 0.01%\n" for i in range(1, 250)) + \
+    """step 250: train loss 2.4000, val loss 2.4500
+iter 250: loss 2.4, time 700.00ms, mfu 0.01%
+"""
+
+
+def test_parse_nanogpt_log():
+    r = run.parse_nanogpt_log(FAKE_NANOGPT_LOG)
+    assert r["val"] == {0: 4.21, 250: 2.45}
+    assert r["ms_per_iter"] == 41.0  # eval iterations (0, 250) and warm-up (< 10) excluded
+
+
+def test_run_nanogpt_drives_a_checkout(tmp_path, monkeypatch):
+    """A stand-in nanoGPT checkout: the data is prepared, train.py gets the baby arguments, the log is parsed."""
+    need_shakespeare()
+    repo = tmp_path / "nanoGPT"
+    (repo / "data" / "shakespeare_char").mkdir(parents=True)
+    (repo / "data" / "shakespeare_char" / "prepare.py").write_text(
+        "import os\nassert os.path.getsize('input.txt') == 1115394\nopen('train.bin', 'wb').close()\n")
+    (repo / "train.py").write_text(
+        "import sys\nassert '--batch_size=12' in sys.argv and '--n_embd=128' in sys.argv\n"
+        f"print({FAKE_NANOGPT_LOG!r})\n")
+    r = run.run_nanogpt(str(repo), 2000)
+    assert r["val"][250] == 2.45 and (repo / "data" / "shakespeare_char" / "train.bin").is_file()
+    with pytest.raises(runner.UserError, match="no train.py"):
+        run.run_nanogpt(str(tmp_path), 2000)
