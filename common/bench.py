@@ -72,6 +72,24 @@ def time_fn(fn, *, warmup: int = 3, repeats: int = 10, device=None, min_time: fl
     return t
 
 
+def compare(fns: dict, *, rounds: int = 5, repeats: int = 2, warmup: int = 1, device=None,
+            per_round: bool = False) -> dict[str, Timing]:
+    """Time several variants interleaved, so machine noise hits all of them alike.
+
+    Each variant is warmed up, then in every one of `rounds` rounds each variant in turn runs
+    `repeats` timed calls. Returns {name: Timing} with every call's time, or with one sample per
+    round (that round's mean) when `per_round` is set, for mean ± std over rounds.
+    """
+    for fn in fns.values():
+        time_fn(fn, warmup=warmup, repeats=0, device=device)
+    out = {name: Timing() for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = time_fn(fn, warmup=0, repeats=repeats, device=device)
+            out[name].times += [t.mean] if per_round else t.times
+    return out
+
+
 def mean_std(values) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value, NaN for none)."""
     values = [float(v) for v in values]

@@ -73,3 +73,13 @@ def test_peak_memory_sees_an_allocation():
 def test_mean_std_format():
     assert bench.mean_std([1, 2, 3]) == (2.0, 1.0)
     assert bench.fmt_mean_std([1.0, 1.0]) == "1 ± 0"
+
+
+def test_compare_interleaves_and_counts():
+    order = []
+    t = bench.compare({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, rounds=3, repeats=2,
+                      warmup=1)
+    assert order[:2] == ["a", "b"]  # warm-up of each
+    assert order[2:] == ["a", "a", "b", "b"] * 3  # rounds alternate the variants
+    assert len(t["a"].times) == 6
+    assert len(bench.compare({"x": lambda: None}, rounds=4, per_round=True)["x"].times) == 4

@@ -154,12 +154,11 @@ def timing(cfg, dev):
     rows = []
     for T in (int(t) for t in cfg.time_seq_lens.split(",")):
         qkv = [torch.randn(cfg.time_batch, cfg.time_heads, T, cfg.time_head_dim, device=dev) for _ in range(3)]
-        times = {name: [] for name in ATTENTION_FNS}
-        for _ in range(5):  # interleaved rounds: both variants see the same machine load
-            for name, fn in ATTENTION_FNS.items():
-                times[name] += bench.time_fn(lambda fn=fn, qkv=qkv: fn(*qkv, is_causal=True), warmup=1,
-                                             repeats=max(1, cfg.repeats // 5), device=dev).times
-        med = {n: bench.Timing(t).median for n, t in times.items()}
+        timed = bench.compare({name: (lambda fn=fn, qkv=qkv: fn(*qkv, is_causal=True))
+                               for name, fn in ATTENTION_FNS.items()},  # interleaved: same machine load
+                              rounds=5, repeats=max(1, cfg.repeats // 5), device=dev)
+        times = {n: t.times for n, t in timed.items()}
+        med = {n: t.median for n, t in timed.items()}
         rows.append({"T": T, "q, k, v shape": tuple(qkv[0].shape),
                      **{f"{n} (ms)": bench.fmt_mean_std([s * 1e3 for s in t]) for n, t in times.items()},
                      "manual / sdpa (median)": med["manual"] / med["sdpa"]})

@@ -83,12 +83,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         opts[name].step()
         opts[name].zero_grad(set_to_none=True)
 
-    times = {n: bench.Timing() for n in models}
-    for n in models:
-        bench.time_fn(lambda n=n: step(n), warmup=3, repeats=1, device=ctx.device)
-    for _ in range(cfg.bench_steps):
-        for n in models:
-            times[n].times.append(bench.time_fn(lambda n=n: step(n), warmup=0, repeats=1, device=ctx.device).times[0])
+    times = bench.compare({n: (lambda n=n: step(n)) for n in models}, rounds=cfg.bench_steps, repeats=1,
+                          warmup=3, device=ctx.device)
 
     tokens = cfg.batch_size * cfg.block_size
     eager_t, comp_t = times["eager"].median, times["compiled"].median
