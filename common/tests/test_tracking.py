@@ -83,3 +83,10 @@ def test_compare_interleaves_and_counts():
     assert order[2:] == ["a", "a", "b", "b"] * 3  # rounds alternate the variants
     assert len(t["a"].times) == 6
     assert len(bench.compare({"x": lambda: None}, rounds=4, per_round=True)["x"].times) == 4
+
+
+def test_deterministic_context_restores_every_switch():
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    with determinism.deterministic(True, warn_only=True):
+        assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark) == before

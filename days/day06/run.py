@@ -122,22 +122,18 @@ def layer_norm_tables(cfg, seed):
 def main(cfg: Config, ctx) -> dict:
     dev, d = ctx.device, ctx.deliverable
     corpus = data.char_corpus("tinyshakespeare")
-    flags = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    determinism.set_deterministic(True, warn_only=True)  # warn, not fail, on a CUDA op with no deterministic kernel
-    try:
+    with determinism.deterministic(True, warn_only=True):  # warn, not fail, on a CUDA op with no deterministic kernel
         det_on, seeds = torch.are_deterministic_algorithms_enabled(), [ctx.seed + i for i in range(cfg.n_runs)]
         same = [train_once(cfg, ctx.seed, corpus, dev) for _ in range(cfg.n_runs)]
         diff = [same[0]] + [train_once(cfg, s, corpus, dev) for s in seeds[1:]]
         threads = torch.get_num_threads()
         short = train_once(cfg, ctx.seed, corpus, dev, cfg.thread_check_iters)
         torch.set_num_threads(1)
-        one = train_once(cfg, ctx.seed, corpus, dev, cfg.thread_check_iters)
-        torch.set_num_threads(threads)
+        try:
+            one = train_once(cfg, ctx.seed, corpus, dev, cfg.thread_check_iters)
+        finally:
+            torch.set_num_threads(threads)
         facts = rng_facts(corpus, dev)
-    finally:
-        torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = flags[2], flags[3]
     for i, (res, _) in enumerate(same + diff[1:]):
         for step, v in zip(res.history["step"], res.history["val"]):
             ctx.tracker.log(f"run{i}/val_loss", v, step)
