@@ -209,7 +209,7 @@ class Batches:
         b = batch_size or self.batch_size
         ix = torch.randint(self.tokens.numel() - self.block_size - 1, (b,), generator=generator)
         win = self.tokens[ix[:, None] + self._offsets]  # (B, T+1) in one gather
-        x, y = win[:, :-1], win[:, 1:]
+        x, y = win[:, :-1].contiguous(), win[:, 1:].contiguous()
         if self.device.type == "cuda":
             return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
         return x.to(self.device), y.to(self.device)

@@ -53,6 +53,7 @@ def environment(device: torch.device | str | None = None) -> dict:
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "git": git_commit(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),  # > cpu_count means timings are inflated
     }
     return env
 
@@ -64,7 +65,8 @@ def banner(title: str, env: dict, seed: int | None, preset: str | None, cfg_hash
         f"== {title} ==",
         f"seed {seed} | preset {preset} | config {cfg_hash} | device {dev}",
         f"python {env['python']} | torch {env['torch']} | numpy {env['numpy']} | "
-        f"{env['platform']}, {env['cpu_count']} cpus, {env['torch_threads']} torch threads | git {env['git']}",
+        f"{env['platform']}, {env['cpu_count']} cpus, {env['torch_threads']} torch threads, load {env['load_avg_1m']} "
+        f"| git {env['git']}",
     ]
     return "\n".join(lines)
 
@@ -84,7 +86,7 @@ class Tracker:
         self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
         self._tb_enabled = tensorboard
         self._tb = None  # created on first scalar: importing TensorBoard costs ~1 s
-        self.t0 = time.time()
+        self.t0 = self._last_flush = time.time()
 
     @property
     def writer(self):
@@ -98,6 +100,8 @@ class Tracker:
         value = float(value)
         rec = {"step": int(step), "name": name, "value": value, "time": round(time.time() - self.t0, 4)}
         self._jsonl.write(json.dumps(rec) + "\n")
+        if time.time() - self._last_flush > 5:  # a long run can be watched while it runs
+            self.flush()
         if self.writer is not None:
             self.writer.add_scalar(name, value, int(step))
 
@@ -106,6 +110,7 @@ class Tracker:
             self.log(prefix + k, v, step)
 
     def flush(self) -> None:
+        self._last_flush = time.time()
         self._jsonl.flush()
         if self._tb is not None:
             self._tb.flush()

@@ -132,6 +132,7 @@ def full_split_loss(model, tokens, block_size: int, batch_size: int, device, dty
 @torch.no_grad()
 def evaluate(model, batches: dict, device, dtype: str = "float32") -> dict:
     """Mean loss over each split's fixed batches."""
+    device = torch.device(device)
     was_training = model.training
     model.eval()
     out = {}

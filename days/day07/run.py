@@ -34,22 +34,26 @@ NANOGPT = {"ms_per_iter": 39.3, "wall_s": 89.0, "val": {250: 2.445, 500: 2.314, 
 
 @dataclass
 class Config:
+    # The default recipe: nanoGPT's baby depth and context at half the width (0.21M parameters),
+    # trained on more tokens. On a 2-core CPU the run is compute-bound, so for a fixed time budget
+    # a smaller model that sees ~2x the data reaches a lower loss (the compute-optimal trade-off of
+    # scaling laws); `--preset nanogpt` is the 0.8M-parameter baby config, exactly.
     n_layer: int = 4
     n_head: int = 4
-    n_embd: int = 128
+    n_embd: int = 64
     block_size: int = 64
     dropout: float = 0.0
     batch_size: int = 32
-    max_iters: int = 600
-    lr: float = 3e-3
-    min_lr: float = 3e-4
+    max_iters: int = 1000
+    lr: float = 8e-3             # a small model tolerates (and needs) a high peak rate
+    min_lr: float = 8e-4
     warmup_iters: int = 50
     lr_decay_iters: int = 0      # 0: decay over max_iters
     weight_decay: float = 0.1
     beta2: float = 0.99
     grad_clip: float = 1.0
     eval_interval: int = 100
-    eval_iters: int = 20
+    eval_iters: int = 10
     target_loss: float = 1.88    # the nanoGPT baby configuration's val loss
     overfit_steps: int = 300
     overfit_lr: float = 3e-3
@@ -60,12 +64,12 @@ class Config:
 
 
 PRESETS = {
-    "nano": dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=8, max_iters=30, warmup_iters=5,
+    "nano": dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=8, max_iters=30, warmup_iters=5, lr=3e-3,
                  eval_interval=10, eval_iters=2, overfit_steps=100, overfit_lr=1e-2, sample_chars=40),
     "cpu": {},
     # nanoGPT config/train_shakespeare_char.py with the README's CPU changes, exactly
-    "nanogpt": dict(batch_size=12, max_iters=2000, lr=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=2000,
-                    eval_interval=250, eval_iters=20),
+    "nanogpt": dict(n_embd=128, batch_size=12, max_iters=2000, lr=1e-3, min_lr=1e-4, warmup_iters=100,
+                    lr_decay_iters=2000, eval_interval=250, eval_iters=20),
     # the seed's 10.7M-parameter model (target val loss 1.47 +- 5%)
     "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2, batch_size=64, max_iters=5000,
                 lr=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=5000, eval_interval=250, eval_iters=200,
@@ -108,7 +112,7 @@ def battery(mcfg, tb, device, steps, lr) -> list[dict]:
     rows = [{"check": "parameter count equals the closed form",
              "measured": f"{model.num_params():,} vs {count_params_formula(mcfg):,}",
              "pass": model.num_params() == count_params_formula(mcfg)}]
-    x, y = tb.fixed(1)[0]
+    x, y = (t[:4] for t in tb.fixed(1)[0])  # 4 windows: 256 characters to memorise
     model.eval()
     with torch.no_grad():
         base = model(x)[0]
@@ -213,7 +217,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
 
     d.section("Samples")
     ctx_ids = torch.tensor([tok.encode("\n")], device=dev)
-    out = generate(model, ctx_ids, min(cfg.sample_chars, cfg.block_size - 1), temperature=0.8, top_k=40,
+    out = generate(model, ctx_ids, cfg.sample_chars, temperature=0.8, top_k=40, use_cache=False,  # sliding window
                    generator=torch.Generator(device=dev).manual_seed(ctx.seed))
     d.text("Temperature 0.8, top-k 40, from a newline:\n\n```text\n" + tok.decode(out[0].tolist()) + "\n```")
 

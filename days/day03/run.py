@@ -1,0 +1,328 @@
+"""Day 3: attention microbenchmark — our `attention_reference` vs every backend of
+`F.scaled_dot_product_attention` (and the `flash_attn` package when present), tokens/s vs length.
+
+Causal self-attention on random q, k, v (B, H, T, D), B = max(1, tokens // T) so B*T stays about
+constant. Each implementation is warmed up, its peak memory and its error on the last
+`check_rows` queries (against a float64 reference) recorded, then timed: `runs` rounds, the
+implementations interleaved within a round, tokens/s reported as mean ± std over the rounds.
+The score-materialising paths (our reference, SDPA's MATH backend) are skipped where their
+(B, H, T, T) tensors would pass `mem_budget_mib`. A dtype sweep and a range/precision probe follow.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from common import bench, plotting, runner
+from common.attention import attention_reference
+from common.tracking import progress
+
+DAY = 3
+BACKENDS = ("MATH", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION")
+# live float32 (B, H, T, T) tensors at the peak, measured once with bench.PeakMemory on the CPU:
+# our reference keeps scores, masked scores, exps and weights (4), and 7 with autograd's saved ones.
+# The tiled loop needs none in the forward, but autograd saves every block for the backward (the
+# real FlashAttention recomputes them instead).
+SCORE_COPIES = {"reference": (4, 7), "sdpa MATH": (3, 3), "tiled (ours, online softmax)": (0, 2)}  # (fwd, train)
+
+
+@dataclass
+class Config:
+    seq_lens: str = "512,1024,2048,4096,8192"  # the seed's lengths
+    tokens: int = 4096          # B*T per call (B >= 1, so T above it uses B = 1)
+    n_head: int = 4             # CPU: the baby GPT's attention shape, 4 heads x 32 dims
+    head_dim: int = 32
+    dtype: str = "float32"      # float32 | bfloat16 | float16 for the length sweep
+    train_step: bool = True     # also time forward + backward
+    dtype_sweep: str = "float32,bfloat16,float16"
+    sweep_seq_len: int = 1024
+    runs: int = 3               # timed rounds -> mean ± std
+    iters: int = 1              # timed calls per round (more until min_time_s has passed)
+    min_time_s: float = 0.1
+    warmup: int = 1
+    mem_budget_mib: int = 1536  # cap for the materialised scores of reference / MATH
+    check_rows: int = 128       # queries compared with the float64 reference
+
+
+PRESETS = {
+    "nano": dict(seq_lens="64,128", tokens=256, n_head=2, head_dim=16, dtype_sweep="float32,bfloat16",
+                 sweep_seq_len=64, runs=2, min_time_s=0.0, check_rows=16),
+    "cpu": {},
+    "gpu": dict(tokens=16384, n_head=16, head_dim=64, dtype="bfloat16", dtype_sweep="float32,bfloat16,float16",
+                sweep_seq_len=4096, iters=10, warmup=3, mem_budget_mib=40_000),  # FlashAttention-2 paper's setup
+}
+
+
+def attention_tiled(q, k, v, block=128):
+    """FlashAttention's forward algorithm, in PyTorch: exact causal attention, one query block at a
+    time against key blocks up to the diagonal, with an online softmax (running max m, running
+    sum l, rescaled accumulator). Extra memory O(block^2) per step instead of O(T^2)."""
+    T, D = q.shape[-2], q.shape[-1]
+    wide = torch.promote_types(q.dtype, torch.float32)  # accumulate in float32 (float64 stays float64)
+    outs = []
+    for i in range(0, T, block):
+        qi = q[..., i:i + block, :].to(wide) * D ** -0.5  # (B, H, bq, D)
+        bq = qi.shape[-2]
+        m = torch.full(qi.shape[:-1] + (1,), -math.inf, device=q.device, dtype=wide)  # (B, H, bq, 1) running max
+        l = torch.zeros_like(m)  # running sum of exp(s - m)
+        acc = torch.zeros_like(qi)  # running sum of exp(s - m) v, (B, H, bq, D)
+        for j in range(0, i + bq, block):  # causal: key blocks up to the diagonal
+            kj, vj = k[..., j:j + block, :].to(wide), v[..., j:j + block, :].to(wide)
+            s = qi @ kj.transpose(-2, -1)  # (B, H, bq, bk)
+            if j + kj.shape[-2] > i:  # the diagonal block: hide keys after each query
+                kpos, qpos = (torch.arange(a, a + n, device=q.device) for a, n in ((j, kj.shape[-2]), (i, bq)))
+                s = s.masked_fill(kpos > qpos[:, None], -math.inf)
+            m_new = torch.maximum(m, s.amax(-1, keepdim=True))
+            p, alpha = torch.exp(s - m_new), torch.exp(m - m_new)  # alpha rescales what came before
+            l = alpha * l + p.sum(-1, keepdim=True)
+            acc = alpha * acc + p @ vj
+            m = m_new
+        outs.append(acc / l)
+    return torch.cat(outs, dim=-2).to(q.dtype)  # (B, H, T, D)
+
+
+def flash_attn_fn():
+    """The flash_attn package's causal kernel in our (B, H, T, D) layout, or a skip reason."""
+    if importlib.util.find_spec("flash_attn") is None:
+        return "skipped: flash-attn not installed / needs CUDA"
+    if not torch.cuda.is_available():
+        return "skipped: flash-attn needs CUDA"
+    from flash_attn import flash_attn_func
+    return lambda q, k, v: flash_attn_func(*(t.transpose(1, 2) for t in (q, k, v)), causal=True).transpose(1, 2)
+
+
+def implementations():
+    def sdpa(backend=None):
+        def fn(q, k, v):
+            if backend is None:
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            with sdpa_kernel(getattr(SDPBackend, backend)):
+                return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return fn
+    impls = {"reference": lambda q, k, v: attention_reference(q, k, v, is_causal=True),
+             "tiled (ours, online softmax)": attention_tiled, "sdpa default": sdpa()}
+    impls.update({f"sdpa {b}": sdpa(b) for b in BACKENDS})
+    impls["flash_attn pkg"] = flash_attn_fn()
+    return impls
+
+
+def dispatcher_choice(q):
+    """The backend SDPA's dispatcher picks for these inputs (private torch API; None if unavailable)."""
+    try:
+        return SDPBackend(torch._fused_sdp_choice(q, q, q, None, 0.0, True)).name
+    except Exception:  # noqa: BLE001 - private API: any failure means "unknown"
+        return None
+
+
+def measure(cfg, ctx, T, dtype, impls, train):
+    """One configuration: {impl: row dict} with tokens/s runs, error, peak memory or a skip reason."""
+    dev, H, D = ctx.device, cfg.n_head, cfg.head_dim
+    B = max(1, cfg.tokens // T)
+    g = torch.Generator(device="cpu").manual_seed(T)
+    q, k, v = (torch.randn(B, H, T, D, generator=g).to(dev, dtype).requires_grad_(train) for _ in range(3))
+    dout = torch.randn(B, H, T, D, generator=g).to(dev, dtype)
+    r = min(cfg.check_rows, T)
+    q64, k64, v64 = (t.detach().double() for t in (q, k, v))
+    truth = attention_reference(q64[..., -r:, :], k64, v64, is_causal=True)  # bottom-right causal rows
+    rows, fns = {}, {}
+    for name, fn in impls.items():
+        copies = SCORE_COPIES.get(name, (0, 0))[train]
+        need = copies * B * H * T * T * 4 / 2**20
+        if isinstance(fn, str) or need > cfg.mem_budget_mib:
+            rows[name] = {"skip": fn if isinstance(fn, str) else f"skipped: needs ≈{need:,.0f} MiB for {copies} "
+                          f"(B,H,T,T) float32 tensors > budget {cfg.mem_budget_mib:,} MiB"}
+            continue
+
+        def call(fn=fn):
+            if train:
+                fn(q, k, v).backward(dout)
+                q.grad = k.grad = v.grad = None
+            else:
+                with torch.no_grad():
+                    fn(q, k, v)
+        try:
+            with bench.PeakMemory(dev) as mem:
+                call()
+            for _ in range(cfg.warmup - 1):
+                call()
+            with torch.no_grad():
+                err = (fn(q, k, v)[..., -r:, :].double() - truth).abs().max().item()
+        except RuntimeError as e:
+            rows[name] = {"skip": f"skipped: {str(e).split('. ')[0][:100]}"}
+            continue
+        rows[name] = {"tok_s": [], "err": err, "peak_mib": bench.mib(mem.delta_bytes), "t": []}
+        fns[name] = call
+    for _ in range(cfg.runs):  # interleaved rounds
+        for name, call in fns.items():
+            t = bench.time_fn(call, warmup=0, repeats=cfg.iters, device=dev, min_time=cfg.min_time_s).mean
+            rows[name]["t"].append(t)
+            rows[name]["tok_s"].append(B * T / t)
+    return B, rows, dispatcher_choice(q.detach())
+
+
+def closest_timing(rows):
+    """The single-backend SDPA row whose mean time is closest (in ratio) to the default's."""
+    d = rows.get("sdpa default", {}).get("t")
+    cands = {n: r["t"] for n, r in rows.items() if n.startswith("sdpa ") and n != "sdpa default" and "t" in r}
+    if not d or not cands:
+        return None
+    mean = sum(d) / len(d)
+    return min(cands, key=lambda n: abs(math.log(sum(cands[n]) / len(cands[n]) / mean))).removeprefix("sdpa ")
+
+
+def stability_probe(ctx):
+    """Range vs precision: attention of q, k scaled by s, in each low precision, vs float64."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 256, 32, generator=g, dtype=torch.float64) for _ in range(3))
+    out = []
+    for s in (1, 10, 100):
+        truth = attention_reference(q * s, k * s, v, is_causal=True)
+        for dt in ("float16", "bfloat16", "float32"):
+            args = [(t * m).to(ctx.device, getattr(torch, dt)) for t, m in ((q, s), (k, s), (v, 1))]
+            row = {"q,k scale": s, "dtype": dt}
+            for name, fn in (("reference", attention_reference), ("sdpa default", F.scaled_dot_product_attention)):
+                try:
+                    o = fn(*args, is_causal=True).double().cpu()
+                    err = (o - truth).abs().max().item()
+                    row[name] = f"{err:.2e}" if torch.isfinite(o).all() else "non-finite (NaN/inf)"
+                except RuntimeError as e:
+                    row[name] = f"error: {str(e)[:60]}"
+            out.append(row)
+    return out
+
+
+def fmt_cell(row):
+    if "skip" in row:
+        return "skipped (memory)" if "budget" in row["skip"] else "skipped"
+    m, sd = bench.mean_std(row["tok_s"])
+    return f"{m:,.0f} ± {sd:,.0f}"
+
+
+def mean_tok(row):
+    return bench.mean_std(row["tok_s"])[0] if "tok_s" in row else float("nan")
+
+
+def main(cfg: Config, ctx: runner.Context) -> dict:
+    seq_lens = [int(x) for x in cfg.seq_lens.split(",")]
+    impls, dtype = implementations(), getattr(torch, cfg.dtype)
+    modes = ["forward"] + (["train"] if cfg.train_step else [])
+    res, choice = {m: {} for m in modes}, {}
+    for T in progress(seq_lens, desc="seq lens"):
+        for m in modes:
+            B, res[m][T], choice[(m, T)] = measure(cfg, ctx, T, dtype, impls, m == "train")
+            for name, row in res[m][T].items():
+                if "tok_s" in row:
+                    ctx.tracker.log(f"{m}/{name}/tokens_per_s", mean_tok(row), T)
+    d = ctx.deliverable
+    d.section("Setup")
+    d.text(f"Causal self-attention, {cfg.n_head} heads × {cfg.head_dim} dims, {cfg.dtype}, on {ctx.device}; "
+           f"batch B = max(1, {cfg.tokens} // T): "
+           + ", ".join(f"T={T}: B={max(1, cfg.tokens // T)}" for T in seq_lens)
+           + f". Each cell: tokens/s = B·T / time per call, mean ± std over {cfg.runs} interleaved rounds of "
+           f"at least {cfg.iters} call(s) and {cfg.min_time_s} s, after {cfg.warmup} warm-up call(s). "
+           f"Memory budget for the paths that materialise (B,H,T,T) float32 scores: {cfg.mem_budget_mib:,} MiB "
+           f"(copies at the peak, (forward, train): {SCORE_COPIES}). **Which backend SDPA picked** is read from "
+           "the dispatcher (`torch._fused_sdp_choice`, a private API) and cross-checked by timing: the "
+           "single-backend run (forced with `sdpa_kernel`) whose time is closest to the default call's. "
+           f"Machine load (1-min average) at the end of the sweep: {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+           "cores; above the core count, other processes share the CPU and every timing is inflated.")
+    status = {n: r.get("skip", "ran") for n, r in res["forward"][seq_lens[0]].items()}
+    d.table([{"implementation": n, f"status at T={seq_lens[0]}": s} for n, s in status.items()])
+    for m in modes:
+        d.section(f"{'Forward (inference, no grad)' if m == 'forward' else 'Train step (forward + backward)'} tokens/s")
+        d.table([{"implementation": n, **{f"T={T}": fmt_cell(res[m][T][n]) for T in seq_lens}} for n in impls])
+        d.text("Peak memory rise of one call (MiB) / max |error| vs the float64 reference on the last "
+               f"{cfg.check_rows} queries:")
+        d.table([{"implementation": n, **{f"T={T}": (f"{r['peak_mib']:,.0f} / {r['err']:.1e}" if "err" in r else "—")
+                                          for T in seq_lens for r in [res[m][T][n]]}} for n in impls])
+        reasons = sorted({(n, r["skip"]) for T in seq_lens for n, r in res[m][T].items()
+                          if "skip" in r and "budget" in r["skip"]})
+        d.text("\n".join(f"- {n}: {why}" for n, why in reasons) or "Nothing skipped for memory.")
+        series = {n: (seq_lens, [mean_tok(res[m][T][n]) for T in seq_lens],
+                      [bench.mean_std(res[m][T][n].get("tok_s", [math.nan]))[1] for T in seq_lens])
+                  for n in impls if any("tok_s" in res[m][T][n] for T in seq_lens)}
+        name = "tokens_per_s_vs_seq_len" if m == "forward" else "train_tokens_per_s_vs_seq_len"
+        p = plotting.lines(ctx.plot_path(name), series, "sequence length T (tokens, log scale)", "tokens/s",
+                           f"Causal attention {m}, {cfg.dtype}, {cfg.n_head}x{cfg.head_dim}, B*T≈{cfg.tokens}",
+                           logx=True, logy=True, markers=True)
+        d.image(p, f"{m} tokens/s vs sequence length (mean ± std over {cfg.runs} rounds)")
+    d.section("Which backend SDPA picked")
+    d.table([{"mode": m, "T": T, "dispatcher (torch._fused_sdp_choice)": choice[(m, T)] or "unknown",
+              "closest timing": closest_timing(res[m][T]) or "—"} for m in modes for T in seq_lens])
+    metrics = summarise(cfg, ctx, res["forward"], seq_lens, impls)
+    metrics.update(dtype_section(cfg, ctx, impls, modes))
+    d.section("Range vs precision (q, k scaled by s; T=256, float64 truth)")
+    probe = stability_probe(ctx)
+    d.table(probe)
+    cells = [(r["dtype"], n, r["q,k scale"], r[n]) for r in probe for n in ("reference", "sdpa default")]
+    nonfinite = [f"{dt} {n} at scale {sc}" for dt, n, sc, v in cells if v.startswith("non-finite")]
+    wrong = [f"{dt} {n} at scale {sc}" for dt, n, sc, v in cells if v[0].isdigit() and float(v) > 0.1]
+    d.text("Max |error| of the output. float16 tops out at 65504 (range); bfloat16 has float32's range but 8 "
+           f"significant bits (precision). Non-finite here: {', '.join(nonfinite) or 'none'}. Finite but off by "
+           f"more than 0.1 (a wrong attention pattern): {', '.join(wrong) or 'none'}.")
+    return metrics
+
+
+def summarise(cfg, ctx, fwd, seq_lens, impls) -> dict:
+    """Key metrics and the computed conclusion of the forward length sweep."""
+    ran_ref = [T for T in seq_lens if "tok_s" in fwd[T]["reference"]]
+    T = 4096 if 4096 in ran_ref else max(ran_ref)
+    ref = mean_tok(fwd[T]["reference"])
+    sdpa = {n: mean_tok(r) for n, r in fwd[T].items() if n.startswith("sdpa") and "tok_s" in r}
+    best = max(sdpa, key=sdpa.get)
+    pure = [n for n in impls if n != "sdpa default"]  # the default call is one of the backends
+    fastest = max((n for n in pure if "tok_s" in fwd[T][n]), key=lambda n: mean_tok(fwd[T][n]))
+    Tmax = max(seq_lens)
+    fastest_max = max((n for n in pure if "tok_s" in fwd[Tmax][n]), key=lambda n: mean_tok(fwd[Tmax][n]))
+    flash = "sdpa FLASH_ATTENTION" if "sdpa FLASH_ATTENTION" in sdpa else None
+    errs = [r["err"] for t in seq_lens for n, r in fwd[t].items() if n.startswith("sdpa") and "err" in r]
+    ref_err = max(fwd[t]["reference"]["err"] for t in ran_ref)
+    ctx.deliverable.section("Conclusion")
+    ctx.deliverable.text(
+        f"At T={T} the best SDPA path ({best}) runs {sdpa[best] / ref:.1f}× the tokens/s of our reference "
+        f"({'faster' if sdpa[best] > ref else 'slower'}); the fastest single backend there is **{fastest}**, and at "
+        f"T={Tmax} it is **{fastest_max}**. The largest error of any SDPA backend against the float64 reference is "
+        f"{max(errs):.1e} (our float32 reference: {ref_err:.1e}) in {cfg.dtype}.")
+    out = {f"sdpa_speedup_at_{T}": round(sdpa[best] / ref, 3), "fastest_backend": fastest,
+           "fastest_backend_at_max_len": fastest_max, "max_abs_err_sdpa": float(f"{max(errs):.3g}"),
+           "max_abs_err_reference": float(f"{ref_err:.3g}")}
+    if flash:
+        out["flash_attn_speedup"] = round(sdpa[flash] / ref, 3)
+    return out
+
+
+def dtype_section(cfg, ctx, impls, modes) -> dict:
+    """Every implementation but the (slow, Python-loop) tiled one at one length in each dtype."""
+    T, rows, res = cfg.sweep_seq_len, [], {}
+    impls = {n: f for n, f in impls.items() if not n.startswith("tiled")}
+    for name in progress(cfg.dtype_sweep.split(","), desc="dtypes"):
+        res[name] = {m: measure(cfg, ctx, T, getattr(torch, name), impls, m == "train")[1] for m in modes}
+        for n in impls:
+            r = res[name]["forward"][n]
+            speed = {f"{m} tokens/s": fmt_cell(res[name][m][n]) for m in modes}
+            rows.append({"dtype": name, "implementation": n, **speed,
+                         "max abs err (forward)": f"{r['err']:.1e}" if "err" in r else r.get("skip", "—")})
+    d = ctx.deliverable
+    d.section(f"dtype sweep at T={T}")
+    d.table(rows)
+    out, base = {}, res.get("float32", {}).get("forward", {}).get("sdpa default", {})
+    for name in res:
+        r = res[name]["forward"].get("sdpa default", {})
+        if name != "float32" and "tok_s" in r and "tok_s" in base:
+            ratio = mean_tok(r) / mean_tok(base)
+            short = {"bfloat16": "bf16", "float16": "fp16"}.get(name, name)
+            out[f"{short}_vs_fp32_speed"], out[f"{short}_max_abs_err"] = round(ratio, 3), float(f"{r['err']:.3g}")
+            d.text(f"- {name}: the default SDPA call runs at {ratio:.2f}× float32's forward tokens/s "
+                   f"({'faster' if ratio > 1 else 'slower'}) with max |error| {r['err']:.1e}.")
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(runner.cli(DAY, Config, PRESETS, main))
