@@ -6,19 +6,8 @@ import math
 import pytest
 import torch
 
+from common.kv_cache import KVCache
 from common.model import GPT, GPTConfig, count_params_formula, gpt_config
-
-
-class DictCache:
-    def __init__(self):
-        self.kv = {}
-
-    def update(self, layer_idx, k, v):
-        if layer_idx in self.kv:
-            k0, v0 = self.kv[layer_idx]
-            k, v = torch.cat((k0, k), dim=2), torch.cat((v0, v), dim=2)  # (B, Hkv, S, D)
-        self.kv[layer_idx] = (k, v)
-        return k, v
 
 
 def nano(**overrides):
@@ -82,7 +71,7 @@ def test_kv_cache_decode_equals_full_forward(pos):
     model = nano(pos=pos, n_head=4, n_kv_head=2).eval()
     idx = torch.randint(0, 65, (2, 12))
     full = model(idx)[0]
-    cache = DictCache()
+    cache = KVCache.for_model(model, batch=2, max_len=12)  # the real cache, GQA-sized
     steps = [model(idx[:, :5], kv_cache=cache)[0]]
     steps += [model(idx[:, t:t + 1], kv_cache=cache, start_pos=t)[0] for t in range(5, 12)]
     assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)

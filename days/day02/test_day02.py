@@ -52,9 +52,8 @@ def test_train_loop_compile_switch_gives_the_same_losses():
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)
 
 
-def test_quick_run_end_to_end(tmp_path):
-    if not data.available("tinyshakespeare"):
-        pytest.skip("Tiny Shakespeare not on DATA_DIR")
+def test_quick_run_end_to_end(tmp_path, require_data):
+    require_data("tinyshakespeare")
     s = runner.quick(run, tmp_path)
     m = s["metrics"]
     assert m["eager_tokens_per_s"] > 0 and m["compiled_tokens_per_s"] > 0 and m["compile_speedup"] > 0

@@ -12,14 +12,6 @@ from days.day03 import run
 from days.day03.run import Config, attention_tiled, closest_timing, dispatcher_choice, implementations, measure
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def qkv(B=2, H=3, T=37, D=8, dtype=torch.float32, seed=0):
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(B, H, T, D, generator=g, dtype=dtype) for _ in range(3)]

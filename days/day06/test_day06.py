@@ -1,7 +1,6 @@
 """Day 6: bit-identical repeat training, seeding facts, init scaling, LayerNorm dtype/eps, and the quick run."""
 
 import math
-import os
 
 import pytest
 import torch
@@ -15,12 +14,9 @@ NANO = run.Config(**{**run.PRESETS["nano"], "max_iters": 8, "eval_interval": 4})
 
 
 @pytest.fixture
-def corpus():
+def corpus(require_data):
     """Tiny Shakespeare, or a skip (a failure when REQUIRE_DATA=1) if it is not on DATA_DIR."""
-    if not data.available("tinyshakespeare"):
-        if os.environ.get("REQUIRE_DATA") == "1":
-            pytest.fail(f"tinyshakespeare missing from DATA_DIR={os.environ.get('DATA_DIR')}")
-        pytest.skip("dataset tinyshakespeare not on DATA_DIR (set DATA_DIR to ../shared/data or download it)")
+    require_data("tinyshakespeare")
     return data.char_corpus("tinyshakespeare")
 
 

@@ -1,7 +1,5 @@
 """Day 7: the verification battery as tests, the data pipeline, and a quick end-to-end run."""
 
-import os
-
 import pytest
 import torch
 
@@ -11,13 +9,6 @@ from common.tokenizers import CharTokenizer
 from days.day07 import run
 
 
-def need_shakespeare():
-    if not data.available("tinyshakespeare"):
-        if os.environ.get("REQUIRE_DATA") == "1":
-            pytest.fail("tinyshakespeare.txt missing from DATA_DIR")
-        pytest.skip("Tiny Shakespeare not on DATA_DIR")
-
-
 def test_char_tokenizer_round_trip_and_vocab():
     tok = CharTokenizer.from_text("hello world")
     assert tok.vocab == " dehlorw" and tok.decode(tok.encode("world hello")) == "world hello"
@@ -25,8 +16,8 @@ def test_char_tokenizer_round_trip_and_vocab():
         tok.encode("xyz")
 
 
-def test_shakespeare_split_matches_nanogpt():
-    need_shakespeare()
+def test_shakespeare_split_matches_nanogpt(require_data):
+    require_data("tinyshakespeare")
     tok, tr, va = data.char_corpus()
     assert tok.vocab_size == 65 and tr.numel() == 1_003_854 and va.numel() == 111_540
     assert tok.decode(tr[:14].tolist()) == "First Citizen:"
@@ -65,8 +56,8 @@ def test_battery_catches_a_leaky_model(monkeypatch):
     assert rows[1]["pass"] is False
 
 
-def test_quick_run_end_to_end(tmp_path):
-    need_shakespeare()
+def test_quick_run_end_to_end(tmp_path, require_data):
+    require_data("tinyshakespeare")
     s = runner.quick(run, tmp_path)
     m = s["metrics"]
     assert m["checks_passed"] == 4 and m["overfit_loss"] <= 0.1
@@ -90,9 +81,9 @@ def test_parse_nanogpt_log():
     assert r["ms_per_iter"] == 41.0  # eval iterations (0, 250) and warm-up (< 10) excluded
 
 
-def test_run_nanogpt_drives_a_checkout(tmp_path, monkeypatch):
+def test_run_nanogpt_drives_a_checkout(tmp_path, require_data):
     """A stand-in nanoGPT checkout: the data is prepared, train.py gets the baby arguments, the log is parsed."""
-    need_shakespeare()
+    require_data("tinyshakespeare")
     repo = tmp_path / "nanoGPT"
     (repo / "data" / "shakespeare_char").mkdir(parents=True)
     (repo / "data" / "shakespeare_char" / "prepare.py").write_text(

@@ -10,14 +10,6 @@ from days.day08 import run
 from days.day08.run import OPS, ByteCounter, ColdCompile, Config, library_fused, make_inputs, measure, step_fn
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def grads(fn, inputs):
     out = fn(*inputs)
     return [out, *torch.autograd.grad(out, inputs, torch.ones_like(out))]

@@ -1,35 +1,16 @@
 """Day 9: RoPE sees only offsets, ALiBi's bias is a function of distance, learned tables stop at
 block_size, the probes' bookkeeping, and the run end to end."""
 
-import os
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from common import data, runner
+from common import runner
 from common.model import GPT, gpt_config
 from common.positional import alibi_bias, alibi_slopes, apply_rope, rope_cos_sin
 from days.day09 import run
 from days.day09.run import NA, Config, copy_probe
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture
-def require_data():
-    def need(name, file=None):
-        if not data.available(name, file):
-            if os.environ.get("REQUIRE_DATA") == "1":
-                pytest.fail(f"dataset {name}/{file or ''} missing from DATA_DIR={os.environ.get('DATA_DIR')}")
-            pytest.skip(f"dataset {name} not on DATA_DIR (set DATA_DIR to ../shared/data or download it)")
-    return need
 
 
 def test_rope_dot_product_depends_only_on_the_offset():
