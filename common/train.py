@@ -48,12 +48,15 @@ class TrainConfig:
     compile_backend: str = "inductor"  # inductor: generated kernels; eager: tracing only (tests)
     dtype: str = "float32"       # float32 | bfloat16 | float16 (autocast)
     ckpt_interval: int = 0       # save every N iters (0: only at the end, if a path is given)
+    nan_policy: str = "stop"     # stop | skip: what a non-finite loss or gradient does (day 17)
+    max_skips: int = 10          # with "skip", stop anyway after this many skipped steps
 
 
 @dataclass
 class TrainResult:
     history: dict = field(default_factory=lambda: {"step": [], "train": [], "val": [], "time": []})
-    train_log: dict = field(default_factory=lambda: {"step": [], "loss": [], "lr": []})
+    train_log: dict = field(default_factory=lambda: {"step": [], "loss": [], "lr": [], "grad_norm": []})
+    skipped: list = field(default_factory=list)      # (step, what was not finite) with nan_policy="skip"
     iter_times: list = field(default_factory=list)   # seconds per optimizer step, eval excluded
     tokens_per_iter: int = 0
     first_iter_s: float = 0.0                        # includes torch.compile's compilation
@@ -171,6 +174,18 @@ def load_checkpoint(path, model=None, optimizer=None) -> dict:
     return ckpt
 
 
+def non_finite(loss: torch.Tensor, model, check_grads: bool = True) -> str | None:
+    """None if the loss and every gradient are finite, else a description of the first offender."""
+    if not torch.isfinite(loss):
+        return f"the loss is {loss.item()}"
+    if check_grads:
+        for name, p in getattr(model, "_orig_mod", model).named_parameters():
+            if p.grad is not None and not torch.isfinite(p.grad).all():
+                bad = (~torch.isfinite(p.grad)).sum().item()
+                return f"the gradient of {name} has {bad} non-finite value(s) of {p.grad.numel()}"
+    return None
+
+
 def train(model, train_batches, val_batches, cfg: TrainConfig, device, tracker=None, *,
           ckpt_path=None, resume: bool = False, stop_at: int | None = None, show_progress: bool = True,
           optimizer=None) -> TrainResult:
@@ -205,9 +220,26 @@ def train(model, train_batches, val_batches, cfg: TrainConfig, device, tracker=N
             with autocast(device, cfg.dtype):
                 _, loss = step_model(x, y)
             scaler.scale(loss / cfg.grad_accum).backward()
-        if cfg.grad_clip > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.unscale_(optimizer)
+        # the global L2 norm of the gradient, checked before clipping could spread a nan to every tensor
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        gnorm = torch.nn.utils.get_total_norm(grads)
+        if torch.isfinite(gnorm) and cfg.grad_clip > 0:
+            torch.nn.utils.clip_grads_with_norm_(model.parameters(), cfg.grad_clip, gnorm)
+        if not torch.isfinite(gnorm) or not torch.isfinite(loss):
+            # fp16 with a GradScaler skips inf/nan steps itself; everything else goes through the guard
+            bad = non_finite(loss, model, check_grads=not scaler.is_enabled())
+            if bad:
+                optimizer.zero_grad(set_to_none=True)
+                if cfg.nan_policy not in ("stop", "skip"):
+                    raise UserError(f"Unknown nan_policy {cfg.nan_policy!r}; use stop or skip.")
+                if cfg.nan_policy == "stop" or len(res.skipped) >= cfg.max_skips:
+                    raise UserError(f"Stopped at step {it} (lr {lr:.3g}): {bad}. Lower the learning rate, keep "
+                                    f"grad_clip on, use float32, or set nan_policy=skip.")
+                res.skipped.append((it, bad))
+                if tracker:
+                    tracker.log("train/skipped_step", 1.0, it)
+                continue
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
@@ -219,15 +251,14 @@ def train(model, train_batches, val_batches, cfg: TrainConfig, device, tracker=N
         res.iter_times.append(dt)
         if it % cfg.log_interval == 0 or it == last - 1:
             lv = loss.item()
-            if not math.isfinite(lv):
-                raise UserError(f"The loss became {lv} at step {it} (lr {lr:.3g}); lower the learning rate, "
-                                f"keep grad_clip on, or use float32.")
             res.train_log["step"].append(it)
             res.train_log["loss"].append(lv)
             res.train_log["lr"].append(lr)
+            res.train_log["grad_norm"].append(gnorm.item())
             if tracker:
                 tracker.log("train/loss", lv, it)
                 tracker.log("train/lr", lr, it)
+                tracker.log("train/grad_norm", res.train_log["grad_norm"][-1], it)
             bar.set_postfix(loss=f"{lv:.3f}", refresh=False)
         is_last = it == cfg.max_iters - 1
         if (cfg.eval_interval and it % cfg.eval_interval == 0 and it > 0) or is_last:

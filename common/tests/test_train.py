@@ -70,10 +70,38 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 
 def test_nan_loss_stops_with_the_step():
     model, tb, vb = _setup()
-    with pytest.raises(UserError, match=r"loss became nan at step \d+"):
+    with pytest.raises(UserError, match=r"Stopped at step 0 .*the loss is nan"):
         with torch.no_grad():
             model.wte.weight.fill_(math.nan)
         train(model, tb, vb, TrainConfig(max_iters=5, eval_iters=1), "cpu", show_progress=False)
+
+
+def _poison_grad_at(model, step_to_poison):
+    """A hook that makes one parameter's gradient inf at one step: the guard must name it."""
+    calls = {"n": 0}
+    w = model.blocks[0].mlp.fc.weight
+
+    def hook(grad):
+        calls["n"] += 1
+        return grad * math.inf if calls["n"] == step_to_poison + 1 else grad
+    w.register_hook(hook)
+
+
+def test_non_finite_gradient_is_named_and_stops():
+    model, tb, vb = _setup()
+    _poison_grad_at(model, 3)
+    with pytest.raises(UserError, match=r"Stopped at step 3 .*gradient of blocks.0.mlp.fc.weight"):
+        train(model, tb, vb, TrainConfig(max_iters=6, eval_iters=1, grad_clip=0.0), "cpu", show_progress=False)
+
+
+def test_skip_policy_skips_the_bad_step_and_keeps_the_weights_finite():
+    model, tb, vb = _setup()
+    _poison_grad_at(model, 2)
+    r = train(model, tb, vb, TrainConfig(max_iters=6, eval_iters=1, nan_policy="skip", log_interval=1), "cpu",
+              show_progress=False)
+    assert [s for s, _ in r.skipped] == [2] and "blocks.0.mlp.fc.weight" in r.skipped[0][1]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert r.train_log["step"] == [0, 1, 3, 4, 5] and all(math.isfinite(g) for g in r.train_log["grad_norm"])
 
 
 def test_eval_batches_are_fixed():

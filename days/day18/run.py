@@ -1,0 +1,133 @@
+"""Day 18: the cross-entropy gradient dL/dz = (softmax(z) - onehot(y)) / B, checked two ways.
+
+1. The closed form (common/jacobians.py: cross_entropy_grad) against F.cross_entropy's backward for
+   several batch / vocabulary sizes, with and without label smoothing (float64).
+2. Central differences (common/numerics.py) against the closed form over a sweep of steps eps, in
+   float64 and float32: the truncation (eps^2) / round-off (u / eps) V, the best eps per dtype
+   measured and compared with u^(1/3), and a bound on the V built from the exact third derivative.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common import jacobians as jac
+from common import numerics as nm
+from common import plotting, runner
+from common.tracking import progress
+
+DAY = 18
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+@dataclass
+class Config:
+    shapes: str = "1x10,8x100,32x1000,16x50257"  # BxK for manual vs autograd (50257: GPT-2's vocabulary)
+    smoothings: str = "0.0,0.1"                  # label smoothing values compared
+    sweep_batch: int = 8          # the eps sweep: logits (sweep_batch, sweep_classes)
+    sweep_classes: int = 16
+    logit_scale: float = 2.0
+    eps_max: float = 1e-1         # eps_max down to eps_min, log-spaced
+    eps_min: float = 1e-12
+    eps_per_decade: int = 3
+
+
+PRESETS = {"nano": dict(shapes="2x5,4x50", sweep_batch=2, sweep_classes=5, eps_per_decade=1),
+           "cpu": {}, "gpu": {}}  # a Python loop of tiny float64 evaluations: the CPU is the device
+
+
+def error_bound(z, y, eps: float, u: float) -> torch.Tensor:
+    """Bound on the |error| per element of the central difference: eps^2 |L'''|/6 + u |L| / eps.
+
+    Along coordinate (b, i) the loss is L(t) = (1/B)(logsumexp(z_b + t e_i) - z_by - t[i == y]) + const,
+    whose derivatives in t are p', p'' of the softmax: L''' = p_i (1 - p_i)(1 - 2 p_i) / B.
+    """
+    p, batch = torch.softmax(z, -1), z.shape[0]
+    third = p * (1 - p) * (1 - 2 * p) / batch
+    return eps ** 2 * third.abs() / 6 + u * float(F.cross_entropy(z, y)) / eps
+
+
+def main(cfg: Config, ctx) -> dict:
+    gen = torch.Generator().manual_seed(ctx.seed)
+    rows = []
+    for shape in progress(cfg.shapes.split(","), desc="shapes"):
+        b, k = (int(v) for v in shape.split("x"))
+        z = cfg.logit_scale * torch.randn(b, k, generator=gen, dtype=torch.float64)
+        y = torch.randint(0, k, (b,), generator=gen)
+        for a in (float(s) for s in cfg.smoothings.split(",")):
+            zl = z.clone().requires_grad_()
+            F.cross_entropy(zl, y, label_smoothing=a).backward()
+            manual = jac.cross_entropy_grad(z, y, "mean", a)
+            rows.append({"B": b, "K": k, "label smoothing": a, "max |grad|": zl.grad.abs().max().item(),
+                         "max abs err": (manual - zl.grad).abs().max().item(),
+                         "max |row sum| of B*grad": (b * manual).sum(-1).abs().max().item()})
+    ce_err = max(r["max abs err"] for r in rows)
+    ctx.deliverable.section("Closed form vs F.cross_entropy backward (float64, mean over the batch)")
+    ctx.deliverable.text("dL/dz = (softmax(z) - q) / B with q = (1 - a) onehot(y) + a / K; each row of B * grad sums "
+                         "to 0 because both softmax(z) and q sum to 1.")
+    ctx.deliverable.table(rows, floatfmt=".3g")
+
+    z64 = cfg.logit_scale * torch.randn(cfg.sweep_batch, cfg.sweep_classes, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, cfg.sweep_classes, (cfg.sweep_batch,), generator=gen)
+    exact = jac.cross_entropy_grad(z64, y)
+    tiny = 1e-3 * exact.abs().max().item()  # ignore the ill-conditioned tail of ~0 gradients
+    n_eps = round(np.log10(cfg.eps_max / cfg.eps_min)) * cfg.eps_per_decade + 1
+    epss = [float(e) for e in np.logspace(np.log10(cfg.eps_max), np.log10(cfg.eps_min), n_eps)]
+    med, mx, pred = {dt: {} for dt in DTYPES}, {dt: {} for dt in DTYPES}, {dt: {} for dt in DTYPES}
+    for i, (dt, eps) in enumerate(progress([(d, e) for d in DTYPES for e in epss], desc="eps sweep")):
+        z = z64.to(DTYPES[dt])
+        num = nm.numerical_grad(lambda t: F.cross_entropy(t, y), z, eps)
+        med[dt][eps] = nm.relative_error(num, exact, tiny).median().item()
+        mx[dt][eps] = (num - exact).abs().max().item()
+        u = torch.finfo(DTYPES[dt]).eps
+        pred[dt][eps] = (error_bound(z64, y, eps, u) / exact.abs().clamp_min(tiny)).median().item()
+        ctx.tracker.log(f"median_rel_err/{dt}", med[dt][eps], i % n_eps)
+    best = {dt: nm.best_eps(med[dt]) for dt in DTYPES}
+
+    ctx.deliverable.section("Central differences vs the closed form: the eps sweep")
+    ctx.deliverable.text(f"Logits {cfg.sweep_batch}x{cfg.sweep_classes}, L = mean cross-entropy computed in the "
+                         "dtype, central differences one logit at a time; median relative error (floor "
+                         f"{tiny:.2g}), max absolute error, and the bound eps^2 |L'''| / 6 + u |L| / eps.")
+    ctx.deliverable.table([{"eps": e, **{f"{dt} median rel err": med[dt][e] for dt in DTYPES},
+                            **{f"{dt} bound": pred[dt][e] for dt in DTYPES},
+                            **{f"{dt} max abs err": mx[dt][e] for dt in DTYPES}} for e in epss], floatfmt=".3g")
+    p = plotting.lines(ctx.plot_path("error_vs_eps"),
+                       {**{f"{dt} measured": (epss, [med[dt][e] for e in epss]) for dt in DTYPES},
+                        **{f"{dt} bound": (epss, [pred[dt][e] for e in epss]) for dt in DTYPES}},
+                       "step eps (logit units)", "median relative error of dL/dz (dimensionless)",
+                       "central-difference error vs step: truncation (slope +2) vs round-off (slope -1)",
+                       logx=True, logy=True, logx_base=10, markers=True)
+    ctx.deliverable.image(p, "left branch: round-off ~ u/eps; right branch: truncation ~ eps^2; the bound counts "
+                      "worst-case rounding of both evaluations")
+
+    p64 = torch.softmax(z64, -1)
+    third = (p64 * (1 - p64) * (1 - 2 * p64)).abs() / cfg.sweep_batch  # |L'''| per element
+    loss = float(F.cross_entropy(z64, y))
+    best_rows, notes, metrics = [], [], {"ce_grad_max_err": ce_err}
+    for dt in DTYPES:
+        u, cube = torch.finfo(DTYPES[dt]).eps, nm.suggested_eps(DTYPES[dt])
+        h_star = (3 * u * loss / third).pow(1 / 3).median().item()  # the bound's optimum, median over elements
+        err = med[dt][best[dt]]
+        best_rows.append({"dtype": dt, "u": u, "best eps (measured)": best[dt], "u^(1/3)": cube,
+                          "measured / u^(1/3)": best[dt] / cube, "h* = (3u|L|/|L'''|)^(1/3)": h_star,
+                          "measured / h*": best[dt] / h_star, "median rel err at best": err,
+                          "u^(2/3)": u ** (2 / 3), "err / u^(2/3)": err / u ** (2 / 3)})
+        notes.append(f"- {dt}: the best step is {best[dt] / cube:.2g}x u^(1/3) and {best[dt] / h_star:.2g}x the "
+                     f"bound's optimum h*; h* / u^(1/3) = (3|L|/|L'''|)^(1/3) = {h_star / cube:.2g} because "
+                     f"|L| = {loss:.2f} while the median |L'''| is {third.median().item():.2g}. Its error is "
+                     f"{err / u ** (2 / 3):.2g}x u^(2/3).")
+        metrics |= {f"best_eps_{dt}": best[dt], f"min_median_rel_err_{dt}": err, f"h_star_{dt}": h_star}
+    ctx.deliverable.section("Best step per dtype")
+    ctx.deliverable.table(best_rows, floatfmt=".3g")
+    ratio = med["float32"][best["float32"]] / med["float64"][best["float64"]]
+    over = pred["float64"][epss[-1]] / med["float64"][epss[-1]]
+    notes.append(f"- float32's best error is {ratio:.3g}x float64's. At eps = {epss[-1]:.2g} the float64 round-off "
+                 f"bound is {over:.2g}x the measured error: rounding errors are random and partly cancel.")
+    ctx.deliverable.text("\n".join(notes))
+    return metrics
+
+
+if __name__ == "__main__":
+    raise SystemExit(runner.cli(DAY, Config, PRESETS, main))
