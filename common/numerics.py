@@ -21,7 +21,8 @@ The error of a central difference with step eps is truncation + round-off,
 (u = machine epsilon of the dtype), smallest near eps ~ u^(1/3) (`suggested_eps`): about 6e-6 in
 float64 and 5e-3 in float32. `THRESHOLDS` are the relative errors a correct gradient passes at
 that step. Days 5 (LayerNorm, GELU), 11 and 18 use this module; `torch.autograd.gradcheck` is
-the reference check the tests compare against.
+the reference check the tests compare against. The stable `logsumexp` / `log_softmax` at the end
+are day 17's: the max-subtraction trick that keeps them finite for any finite input.
 """
 
 from __future__ import annotations
@@ -164,3 +165,20 @@ def directional_errors(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 def best_eps(errors_by_eps: dict[float, float]) -> float:
     """The step with the smallest error in a {eps: error} sweep (ties: the larger step)."""
     return min(sorted(errors_by_eps, reverse=True), key=lambda e: errors_by_eps[e])
+
+
+def logsumexp(z: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torch.Tensor:
+    """log(sum(exp(z))) without overflow: m + log(sum(exp(z - m))), m = max(z) (day 17).
+
+    Every exp() argument is <= 0, so nothing overflows, and the largest term is exactly 1, so
+    the sum never underflows to 0. Rows of all -inf give -inf (not nan).
+    """
+    m = z.amax(dim=dim, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # all -inf row: shift by 0
+    out = m + torch.log(torch.exp(z - m).sum(dim=dim, keepdim=True))
+    return out if keepdim else out.squeeze(dim)
+
+
+def log_softmax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """z - logsumexp(z): finite wherever z is, unlike log(softmax(z)), which underflows to -inf."""
+    return z - logsumexp(z, dim=dim, keepdim=True)
