@@ -1,0 +1,62 @@
+"""Day 20: Sprint 2 wrap — configs, docstring audit, results in the README, glossary and cheat sheet.
+
+The shared wrap (`common/wrap.py`, as on day 10) exports the Sprint 2 configs and rewrites the
+README section between `<!-- sprint2-results:begin -->` and `<!-- sprint2-results:end -->`. This day
+also checks its two hand-written pages, `glossary.md` and `cheatsheet.md`: balanced LaTeX delimiters
+and a glossary entry for every term the cheat sheet leans on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import runner, wrap
+
+DAY = 20
+SPRINT = 2
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Config:
+    days: str = "11-19"
+    update_readme: bool = True
+
+
+PRESETS = {"nano": {}, "cpu": {}, "gpu": {}}
+
+
+def latex_balanced(text: str) -> bool:
+    """Every $$...$$ and $...$ opens and closes (code spans excluded)."""
+    text = re.sub(r"`[^`]*`", "", text)
+    display = text.count("$$")
+    return display % 2 == 0 and text.replace("$$", "").count("$") % 2 == 0
+
+
+def glossary_terms(text: str) -> list[str]:
+    return [m.lower() for m in re.findall(r"^\*\*(.+?)\*\*", text, flags=re.M)]
+
+
+def main(cfg: Config, ctx: runner.Context) -> dict:
+    lo, _, hi = cfg.days.partition("-")
+    metrics = wrap.run_wrap(ctx, SPRINT, list(range(int(lo), int(hi or lo) + 1)), cfg.update_readme)
+    glossary = (HERE / "glossary.md").read_text(encoding="utf-8")
+    sheet = (HERE / "cheatsheet.md").read_text(encoding="utf-8")
+    terms = glossary_terms(glossary)
+    needed = ["jacobian", "hessian-vector product", "log-sum-exp", "weight decay", "gradient clipping",
+              "edge of stability", "condition number", "machine epsilon"]
+    missing = [t for t in needed if not any(t in g for g in terms)]
+    ctx.deliverable.section("Glossary and cheat sheet")
+    ctx.deliverable.text(f"[glossary.md](glossary.md): {len(terms)} terms; [cheatsheet.md](cheatsheet.md): "
+                         f"{sheet.count('$$') // 2} display formulas. LaTeX delimiters balanced: glossary "
+                         f"{'yes' if latex_balanced(glossary) else 'NO'}, cheat sheet "
+                         f"{'yes' if latex_balanced(sheet) else 'NO'}. Core terms missing from the glossary: "
+                         f"{', '.join(missing) or 'none'}.")
+    balanced = latex_balanced(glossary) and latex_balanced(sheet)
+    return {**metrics, "glossary_terms": len(terms), "latex_balanced": balanced, "glossary_missing": len(missing)}
+
+
+if __name__ == "__main__":
+    raise SystemExit(runner.cli(DAY, Config, PRESETS, main))
