@@ -1,0 +1,179 @@
+"""Day 19: stability study — four SGD configurations (learning rate x warm-up) of the nano GPT, side by side.
+
+Each run trains the same model on the same Tiny Shakespeare batches with plain SGD (no momentum, no clipping,
+constant lr after a linear warm-up). We record the final val loss, the max gradient norm, the step where the NaN
+guard of common/train.py stopped a diverging run, and the top Hessian eigenvalue of the training loss on a fixed
+batch at a few checkpoints (Lanczos on double-backward H v products), compared with 2/eta_t (edge of stability).
+With plain SGD the relevant quantity is the raw Hessian sharpness (no preconditioner), which is what we measure.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from common import curvature as cv
+from common import data, determinism, plotting, runner
+from common.errors import UserError
+from common.model import GPT, gpt_config
+from common.train import TrainConfig, lr_at, train
+
+DAY = 19
+RULE = ("lowest final val loss among runs that never diverged; val losses equal to 2 decimals are a tie, "
+        "broken by the lower max gradient norm")
+
+
+@dataclass
+class Config:
+    lr_low: float = 0.5         # the two SGD learning rates (stability threshold 2/eta)
+    lr_high: float = 3.0
+    warmup: int = 200           # warm-up length of the "with warm-up" runs (the others: none)
+    steps: int = 1500
+    batch_size: int = 16
+    block_size: int = 32
+    eig_every: int = 150        # sharpness snapshot interval (plus step 0)
+    eig_batch: int = 32         # windows in the fixed batch whose loss the Hessian is of
+    lanczos_iters: int = 20     # H v products per snapshot
+    eval_iters: int = 20
+    threads: int = 1            # keep CPU use modest (the model is tiny)
+
+
+PRESETS = {"nano": dict(steps=40, warmup=10, eig_every=20, eig_batch=4, lanczos_iters=5, eval_iters=2),
+           "cpu": {}, "gpu": dict(steps=5000, eig_every=250, eig_batch=128, lanczos_iters=30, threads=0)}
+
+
+def nanmax(xs):
+    xs = [x for x in xs if x == x]
+    return max(xs) if xs else float("nan")
+
+
+def select_best(results: list[dict]) -> str | None:
+    """The RULE applied: results have name, diverged (bool), val_loss, max_grad_norm. None if all diverged."""
+    ok = [r for r in results if not r["diverged"] and r["val_loss"] == r["val_loss"]]  # nan != nan
+    return min(ok, key=lambda r: (round(r["val_loss"], 2), r["max_grad_norm"]))["name"] if ok else None
+
+
+class Capture:
+    """A tracker that keeps train/loss and train/grad_norm per step (also of a run that dies) and forwards."""
+
+    def __init__(self, inner, prefix):
+        self.inner, self.prefix, self.curves = inner, prefix, {"train/loss": {}, "train/grad_norm": {}}
+
+    def log(self, name, value, step=0):
+        if name in self.curves:
+            self.curves[name][step] = value
+        self.inner.log(f"{self.prefix}/{name}", value, step)
+
+    def log_dict(self, values, step=0, prefix=""):
+        for k, v in values.items():
+            self.log(prefix + k, v, step)
+
+    def flush(self):
+        self.inner.flush()
+
+
+def one_run(name, lr, warmup, cfg, ctx, corpus):
+    tok, tr, va = corpus
+    determinism.seed_everything(ctx.seed)
+    model = GPT(gpt_config("nano", vocab_size=tok.vocab_size, block_size=cfg.block_size, attn_backend="manual"))
+    model.to(ctx.device)
+    ps = cv.params_of(model)
+    P = sum(p.numel() for p in ps)
+    x, y = data.Batches(tr, cfg.block_size, cfg.eig_batch, ctx.device, seed=ctx.seed + 1).fixed(1)[0]
+    tc = TrainConfig(max_iters=cfg.steps, lr=lr, warmup_iters=warmup, schedule="constant", grad_clip=0.0,
+                     weight_decay=0.0, eval_interval=max(1, cfg.steps // 5), eval_iters=cfg.eval_iters, log_interval=1)
+    eigs = {}
+
+    def snapshot(step):
+        try:  # a run on its way to NaN can have inf in H v; eigh then fails
+            lam = cv.lanczos(lambda u: cv.hvp(lambda: model(x, y)[1], ps, u), P, k=1, m=cfg.lanczos_iters,
+                             device=ctx.device)[0].item()
+        except RuntimeError:
+            lam = float("nan")
+        eigs[step] = lam
+        ctx.tracker.log(f"{name}/sharpness", lam, step)
+
+    opt = torch.optim.SGD(ps, lr=lr)
+    n = [0]
+
+    def hook(*_):
+        n[0] += 1
+        if n[0] % cfg.eig_every == 0 or n[0] == cfg.steps:
+            snapshot(n[0])
+    opt.register_step_post_hook(hook)
+    snapshot(0)
+    trk = Capture(ctx.tracker, name)
+    diverged_at, val = None, float("nan")
+    try:
+        res = train(model, data.Batches(tr, cfg.block_size, cfg.batch_size, ctx.device),
+                    data.Batches(va, cfg.block_size, cfg.batch_size, ctx.device, seed=ctx.seed),
+                    tc, ctx.device, trk, show_progress=not ctx.quick, optimizer=opt)
+        val = res.final_val
+    except UserError as e:
+        diverged_at = int(re.search(r"step (\d+)", str(e)).group(1))
+    gn = trk.curves["train/grad_norm"]
+    ratios = {s: lam * lr_at(max(s - 1, 0), tc) / 2 for s, lam in eigs.items()}  # eta of the step just taken
+    return {"name": name, "lr": lr, "warmup": warmup, "diverged": diverged_at is not None, "diverged_at": diverged_at,
+            "val_loss": val, "max_grad_norm": max(gn.values()) if gn else float("nan"), "eigs": eigs,
+            "ratios": ratios, "loss": trk.curves["train/loss"], "tc": tc}
+
+
+def main(cfg: Config, ctx) -> dict:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    corpus = data.char_corpus()
+    grid = [(f"lr{lr:g}_wu{wu}", lr, wu) for lr in (cfg.lr_low, cfg.lr_high) for wu in (0, cfg.warmup)]
+    results = [one_run(n, lr, wu, cfg, ctx, corpus) for n, lr, wu in grid]
+    best = select_best(results)
+    d = ctx.deliverable
+    d.section(f"Four SGD configurations of the nano GPT, {cfg.steps} steps each (batch {cfg.batch_size} x "
+              f"{cfg.block_size}, no clipping, no momentum)")
+    d.text(f"Selection rule: {RULE}. Sharpness = top eigenvalue of the raw Hessian of the training loss on a fixed "
+           f"batch of {cfg.eig_batch} windows (plain SGD has no preconditioner), by Lanczos with "
+           f"{cfg.lanczos_iters} H v products; ratio = lambda_max * eta_t / 2 (1 = edge of stability).")
+    rows = []
+    for r in results:
+        late = [v for s, v in r["ratios"].items() if s >= cfg.steps // 2]
+        rows.append({"config": r["name"], "lr": r["lr"], "warm-up": r["warmup"], "2/eta": 2 / r["lr"],
+                     "final val loss": f"{r['val_loss']:.3f}" if not r["diverged"] else "—",
+                     "max grad norm": r["max_grad_norm"],
+                     "diverged at step": r["diverged_at"] if r["diverged"] else "never",
+                     "max sharpness ratio": nanmax(r["ratios"].values()),
+                     "mean ratio, 2nd half": f"{sum(late) / len(late):.2f}" if late else "—"})
+    d.table(rows, floatfmt=".3g")
+    div = [r["name"] for r in results if r["diverged"]]
+    d.text(f"Best configuration by the rule: **{best}**. Diverged: {', '.join(div) if div else 'none'}.")
+    for lr in (cfg.lr_low, cfg.lr_high):
+        a, b = [r for r in results if r["lr"] == lr]
+        fate = lambda r: f"diverged at step {r['diverged_at']}" if r["diverged"] else f"val {r['val_loss']:.3f}"  # noqa: E731
+        d.text(f"lr {lr:g}: without warm-up {fate(a)}, with {cfg.warmup} warm-up steps {fate(b)}.")
+    snap = sorted({s for r in results for s in r["eigs"]})
+    d.table([{"step": s, **{r["name"]: (f"{r['eigs'][s]:.3g} ({r['ratios'][s]:.2f})" if s in r["eigs"] else "—")
+                            for r in results}} for s in snap])
+    d.text("Cells: lambda_max (lambda_max * eta_t / 2).")
+    p = plotting.lines(ctx.plot_path("loss"), {r["name"]: (list(r["loss"]), list(r["loss"].values()))
+                                               for r in results}, "SGD step", "training loss (nats/char)",
+                       logy=True, title="Training loss per step (a curve that stops diverged)")
+    d.image(p, "training loss of the four configurations")
+    series = {}
+    for r in results:
+        s = sorted(r["eigs"])
+        series[f"lambda_max {r['name']}"] = (s, [r["eigs"][k] for k in s])
+    for r in results:
+        steps = list(range(1, cfg.steps + 1))
+        series[f"2/eta_t {r['name']}"] = (steps, [2 / lr_at(k - 1, r["tc"]) for k in steps])
+    p = plotting.lines(ctx.plot_path("sharpness"), series, "SGD step", "eigenvalue (nats/char per param²)",
+                       logy=True, title="Top Hessian eigenvalue vs the stability threshold 2/eta_t")
+    d.image(p, "top eigenvalue of the training-loss Hessian; lines: 2/eta_t of each configuration")
+    out = {"best_config": best or "none", "n_diverged": len(div)}
+    for r in results:
+        out[f"val_loss_{r['name']}"] = r["val_loss"]
+        out[f"max_ratio_{r['name']}"] = nanmax(r["ratios"].values())
+        out[f"final_ratio_{r['name']}"] = r["ratios"][max(r["ratios"])]
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(runner.cli(DAY, Config, PRESETS, main))
