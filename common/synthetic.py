@@ -37,6 +37,8 @@ MODES = ("copy", "reverse", "sort")
 
 
 class CopyBatch(NamedTuple):
+    """One batch of a copy task: inputs, next-token targets and the positions that are scored."""
+
     x: torch.Tensor     # (B, T) input tokens, T = left_pad + 2 * n_copy + gap
     y: torch.Tensor     # (B, T) next-token targets
     mask: torch.Tensor  # (B, T) bool, True where y must reproduce a source token

@@ -1,0 +1,231 @@
+"""Day 13: initialisation schemes and LayerNorm in a deep MLP.
+
+Four inits (Xavier/Glorot, Kaiming/He, a naive N(0, 0.01^2) and μP-style) on a deep MLP: per-layer
+activation and gradient statistics at init and after a short Adam run on a synthetic 10-class task
+(labels from a random teacher network), a histogram of tanh activations, and an ablation grid
+(init x depth, with and without LayerNorm) of the final training loss.
+
+μP rules implemented (Yang et al. 2022, Table 3, Adam column), with base width `base_width`:
+input layer N(0, 1/fan_in), lr = base lr; hidden layers N(0, 1/fan_in), lr = base lr * base_width/width;
+output layer N(0, 1/fan_in^2) (std 1/width), lr = base lr * base_width/width; biases zero, base lr.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from common import plotting, runner
+from common.tracking import progress
+
+DAY = 13
+SCHEMES = ("xavier", "kaiming", "small", "mup")
+FORMULA = {"xavier": "2/(fan_in+fan_out)", "kaiming": "2/fan_in", "small": "1e-4 (std 0.01)",
+           "mup": "1/fan_in (hidden), 1/fan_in² (output)"}
+
+
+@dataclass
+class Config:
+    d_in: int = 32
+    n_classes: int = 10
+    width: int = 128
+    depth: int = 16              # depth of the stats / histogram model (number of hidden layers)
+    depths: str = "4,8,16,32"    # the ablation grid
+    n_train: int = 2048
+    n_stats: int = 512           # inputs for the at-init statistics
+    batch_size: int = 128
+    steps: int = 200
+    lr: float = 1e-3
+    base_width: int = 64         # μP base width (lr multiplier base_width / width)
+
+
+PRESETS = {"nano": dict(width=32, depth=6, depths="2,6", n_train=256, n_stats=128, batch_size=64, steps=8),
+           "cpu": {}, "gpu": dict(width=256, depths="4,8,16,32,64", n_train=8192, steps=600)}
+
+
+def weight_var(scheme: str, fan_in: int, fan_out: int, is_output: bool) -> float:
+    """The variance each scheme gives a weight of a layer with this fan-in / fan-out."""
+    if scheme == "xavier":
+        return 2.0 / (fan_in + fan_out)
+    if scheme == "kaiming":
+        return 2.0 / fan_in
+    if scheme == "small":
+        return 0.01 ** 2
+    if scheme == "mup":
+        return 1.0 / fan_in ** 2 if is_output else 1.0 / fan_in
+    raise ValueError(scheme)
+
+
+class DeepMLP(torch.nn.Module):
+    """d_in -> width x depth hidden layers (act, optional LayerNorm without gains) -> n_out."""
+
+    def __init__(self, d_in, width, depth, n_out, act="relu", norm=False, scheme="kaiming"):
+        super().__init__()
+        dims = [d_in] + [width] * depth + [n_out]
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.act, self.norm, self.scheme = {"relu": F.relu, "tanh": torch.tanh}[act], norm, scheme
+        with torch.no_grad():
+            for i, lin in enumerate(self.layers):
+                var = weight_var(scheme, lin.in_features, lin.out_features, i == len(self.layers) - 1)
+                lin.weight.normal_(0.0, math.sqrt(var))
+                lin.bias.zero_()
+
+    def forward(self, x, keep=None):
+        """`keep` (a list) collects each hidden layer's output (after act and norm), grads retained."""
+        for lin in self.layers[:-1]:
+            x = self.act(lin(x))
+            if self.norm:
+                x = F.layer_norm(x, x.shape[-1:])
+            if keep is not None:
+                if x.requires_grad:
+                    x.retain_grad()
+                keep.append(x)
+        return self.layers[-1](x)
+
+    def param_groups(self, lr, base_width):
+        if self.scheme != "mup":
+            return [{"params": list(self.parameters()), "lr": lr}]
+        mult = base_width / self.layers[0].out_features
+        scaled = [lin.weight for lin in self.layers[1:]]
+        rest = [self.layers[0].weight] + [lin.bias for lin in self.layers]
+        return [{"params": rest, "lr": lr}, {"params": scaled, "lr": lr * mult}]
+
+
+def make_task(cfg, n, seed):
+    """Gaussian inputs, labels = argmax of a fixed random tanh teacher (seed 0), so the task is learnable."""
+    g = torch.Generator().manual_seed(0)
+    w1, w2 = torch.randn(cfg.d_in, 64, generator=g) / cfg.d_in ** 0.5, torch.randn(64, cfg.n_classes, generator=g)
+    x = torch.randn(n, cfg.d_in, generator=torch.Generator().manual_seed(seed))
+    return x, (torch.tanh(x @ w1) @ w2).argmax(-1)
+
+
+def layer_stats(model, x, y):
+    """Per hidden layer: activation mean/std, and std of dLoss/dactivation and of dLoss/dW."""
+    keep = []
+    model.zero_grad()
+    F.cross_entropy(model(x, keep), y).backward()
+    return {"act_mean": [h.mean().item() for h in keep], "act_std": [h.std().item() for h in keep],
+            "act_grad_std": [h.grad.std().item() for h in keep],
+            "w_grad_std": [lin.weight.grad.std().item() for lin in model.layers[:-1]]}, keep
+
+
+def train(model, cfg, data, seed):
+    x, y = data
+    opt = torch.optim.Adam(model.param_groups(cfg.lr, cfg.base_width))
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(cfg.steps):
+        idx = torch.randint(0, len(x), (cfg.batch_size,), generator=g)
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return F.cross_entropy(model(x), y).item()
+
+
+def main(cfg: Config, ctx: runner.Context) -> dict:
+    # tiny inits make subnormal floats, which are ~100x slower on CPUs: flush them to zero for this run
+    torch.set_flush_denormal(True)
+    try:
+        return experiment(cfg, ctx)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def experiment(cfg: Config, ctx: runner.Context) -> dict:
+    d, m = ctx.deliverable, {}
+    train_data, (xs, ys) = make_task(cfg, cfg.n_train, 1), make_task(cfg, cfg.n_stats, 2)
+    new = lambda s, act="relu", depth=cfg.depth, norm=False: DeepMLP(  # noqa: E731
+        cfg.d_in, cfg.width, depth, cfg.n_classes, act, norm, s)
+
+    d.section("The rules, checked on a hidden layer")
+    rows = []
+    for s in SCHEMES:
+        torch.manual_seed(ctx.seed)
+        lin, out = new(s).layers[1], new(s).layers[-1]
+        for name, layer, is_out in (("hidden", lin, False), ("output", out, True)):
+            want = weight_var(s, layer.in_features, layer.out_features, is_out)
+            rows.append({"init": s, "layer": name, "Var(w) formula": FORMULA[s], "expected": want,
+                         "empirical": layer.weight.var().item(), "ratio": layer.weight.var().item() / want})
+    d.table(rows)
+    m["max_var_ratio_error"] = round(max(abs(r["ratio"] - 1) for r in rows), 4)
+
+    d.section(f"Per-layer statistics at init (depth {cfg.depth}, width {cfg.width})")
+    stats, hist = {}, {}
+    for act in ("relu", "tanh"):
+        for s in SCHEMES:
+            torch.manual_seed(ctx.seed)
+            stats[act, s], keep = layer_stats(new(s, act), xs, ys)
+            for i, v in enumerate(stats[act, s]["act_std"]):
+                ctx.tracker.log(f"init_act_std/{act}/{s}", v, i + 1)
+            if act == "tanh":
+                hist[s] = keep[-1].detach().flatten().numpy()
+        layers = list(range(1, cfg.depth + 1))
+        p = plotting.lines(ctx.plot_path(f"act_std_{act}"), {s: (layers, stats[act, s]["act_std"]) for s in SCHEMES},
+                           "hidden layer", "std of activations", f"{act}: activation std per layer at init",
+                           logy=True, markers=True)
+        d.image(p, f"{act}: per-layer activation std at init (log scale)")
+    p = plotting.lines(ctx.plot_path("grad_std_relu"), {s: (layers, stats["relu", s]["w_grad_std"]) for s in SCHEMES},
+                       "hidden layer", "std of dLoss/dW", "relu: weight-gradient std per layer at init", logy=True,
+                       markers=True)
+    d.image(p, "relu: per-layer weight-gradient std at init (log scale)")
+    p = plotting.histogram(ctx.plot_path("hist_tanh"), hist, "activation value (last hidden layer, tanh)",
+                           title=f"tanh, layer {cfg.depth}, at init", bins=60)
+    d.image(p, "Histogram of the last hidden layer's tanh activations at init, per scheme")
+
+    d.section("Before and after training (relu, no LayerNorm)")
+    rows = []
+    for s in SCHEMES:
+        torch.manual_seed(ctx.seed)
+        model = new(s)
+        loss = train(model, cfg, train_data, ctx.seed)
+        after, _ = layer_stats(model, xs, ys)
+        a, b = stats["relu", s], after
+        rows.append({"init": s, "act std L1 init": a["act_std"][0], "act std L_last init": a["act_std"][-1],
+                     "act mean L_last init": a["act_mean"][-1], "act std L_last trained": b["act_std"][-1],
+                     "dW std L1 init": a["w_grad_std"][0], "dW std L1 trained": b["w_grad_std"][0],
+                     "final loss": loss})
+        m[f"act_std_ratio_{s}"] = a["act_std"][-1] / a["act_std"][0]
+    d.table(rows)
+
+    d.section("Ablation grid: init x depth x LayerNorm (relu), final training loss (nats)")
+    depths = [int(v) for v in cfg.depths.split(",")]
+    grid, labels = [], []
+    jobs = [(s, norm) for norm in (False, True) for s in SCHEMES]
+    bar = progress(total=len(jobs) * len(depths), desc="grid")
+    for s, norm in jobs:
+        labels.append(s + (" + LN" if norm else ""))
+        grid.append([])
+        for D in depths:
+            torch.manual_seed(ctx.seed)
+            grid[-1].append(train(new(s, depth=D, norm=norm), cfg, train_data, ctx.seed))
+            ctx.tracker.log(f"grid_loss/{labels[-1]}", grid[-1][-1], D)
+            bar.update()
+    bar.close()
+    d.table([{"init": lab, **{f"depth {D}": v for D, v in zip(depths, row)}} for lab, row in zip(labels, grid)])
+    p = plotting.heatmap(ctx.plot_path("grid"), grid, "depth (hidden layers)", "init", "final training loss",
+                         "loss (nats)", xticks=depths, yticks=labels)
+    d.image(p, "Final training loss per init, depth and LayerNorm")
+    spread = lambda rows: max(r[-1] for r in rows) - min(r[-1] for r in rows)  # noqa: E731
+    n = len(SCHEMES)
+    m["loss_spread_deepest_no_ln"], m["loss_spread_deepest_ln"] = spread(grid[:n]), spread(grid[n:])
+    mean_no, mean_ln = (sum(r[-1] for r in rows) / n for rows in (grid[:n], grid[n:]))
+    best = labels[min(range(len(grid)), key=lambda i: grid[i][-1])]
+    d.text(f"With ReLU at init, Kaiming keeps the last/first activation std ratio at {m['act_std_ratio_kaiming']:.2f} "
+           f"while N(0, 0.01²) shrinks it to {m['act_std_ratio_small']:.1e} and Xavier to "
+           f"{m['act_std_ratio_xavier']:.2e}. At depth {depths[-1]} the spread of final loss across inits is "
+           f"{m['loss_spread_deepest_no_ln']:.3f} nats without LayerNorm and {m['loss_spread_deepest_ln']:.3f} with it "
+           f"({'smaller' if m['loss_spread_deepest_ln'] < m['loss_spread_deepest_no_ln'] else 'not smaller'}); "
+           f"the mean final loss there is {mean_no:.3f} without and {mean_ln:.3f} with LayerNorm, and the best cell "
+           f"is {best} ({min(r[-1] for r in grid):.3f}).")
+    m["best_at_max_depth"] = best
+    for lab, row in zip(labels, grid):
+        m[f"loss_{lab.replace(' + ', '_')}_d{depths[-1]}"] = round(row[-1], 4)
+    return {k: (float(f"{v:.4g}") if isinstance(v, float) else v) for k, v in m.items()}
+
+
+if __name__ == "__main__":
+    raise SystemExit(runner.cli(DAY, Config, PRESETS, main))
