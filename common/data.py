@@ -233,3 +233,104 @@ def char_corpus(name: str = "tinyshakespeare", file: str | None = None, val_frac
     ids = torch.from_numpy(tok.encode_array(text))
     n = int(len(ids) * (1 - val_frac))
     return tok, ids[:n], ids[n:]
+
+
+# ---- on-disk token shards and a streaming loader (sprint 3) -------------------------------------
+
+def write_shards(tokens, out_dir, shard_tokens: int = 1 << 20, dtype: str = "uint16") -> dict:
+    """Write a 1-D token array as fixed-size binary shards plus `meta.json`; returns the meta.
+
+    uint16 holds vocabularies up to 65,535 (half the bytes of int32); use uint32 above that.
+    Each shard is written atomically, `meta.json` last, so a half-written set is never read.
+    """
+    import json
+
+    import numpy as np
+
+    arr = np.asarray(tokens)
+    np_dtype = np.dtype(dtype)
+    if arr.size and int(arr.max()) > np.iinfo(np_dtype).max:
+        raise DataError(f"Token id {int(arr.max())} does not fit in {dtype}; use dtype='uint32'.")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sizes = []
+    for i, start in enumerate(range(0, arr.size, shard_tokens)):
+        chunk = arr[start:start + shard_tokens].astype(np_dtype)
+        with atomic.atomic_path(out_dir / f"shard_{i:05d}.bin") as tmp:
+            chunk.tofile(tmp)
+        sizes.append(int(chunk.size))
+    meta = {"dtype": dtype, "shard_tokens": shard_tokens, "sizes": sizes, "total": int(sum(sizes))}
+    atomic.write_text(out_dir / "meta.json", json.dumps(meta, indent=2))
+    return meta
+
+
+class ShardedTokens:
+    """Read-only memory maps over the shards that `write_shards` wrote."""
+
+    def __init__(self, shard_dir):
+        import json
+
+        import numpy as np
+
+        shard_dir = Path(shard_dir)
+        meta_path = shard_dir / "meta.json"
+        if not meta_path.is_file():
+            raise DataError(f"{shard_dir} holds no meta.json: the shards are missing or were not fully written.")
+        self.meta = json.loads(meta_path.read_text())
+        self.shards = [np.memmap(shard_dir / f"shard_{i:05d}.bin", dtype=self.meta["dtype"], mode="r", shape=(n,))
+                       for i, n in enumerate(self.meta["sizes"])]
+
+    def __len__(self) -> int:
+        return self.meta["total"]
+
+
+class StreamingLoader:
+    """Random windows across memory-mapped shards: deterministic per seed, resumable, Batches-compatible.
+
+    Each batch picks, for every row, a shard (weighted by its usable length) and an offset inside it,
+    from a private generator; `state_dict()` captures that generator and the batch count, so a resumed
+    loader continues with exactly the batches an uninterrupted one would have produced. Windows never
+    straddle two shards. `sample()` / `fixed()` match `Batches`, so `common.train.train` takes either.
+    """
+
+    def __init__(self, shards: ShardedTokens, block_size: int, batch_size: int, seed: int = 0, device="cpu"):
+        import numpy as np
+        import torch
+
+        usable = np.array([max(0, len(s) - block_size - 1) for s in shards.shards], dtype=np.int64)
+        if usable.sum() == 0:
+            raise DataError(f"No shard is longer than block_size + 1 = {block_size + 1} tokens.")
+        self.shards, self.block_size, self.batch_size = shards, block_size, batch_size
+        self.device, self.seed = torch.device(device), seed
+        self._cum = np.cumsum(usable)
+        self._rng = np.random.default_rng(seed)
+        self.batches_served = 0
+
+    def _windows(self, rng, b: int):
+        import numpy as np
+        import torch
+
+        flat = rng.integers(0, self._cum[-1], size=b)              # a position in the usable space
+        shard = np.searchsorted(self._cum, flat, side="right")     # which shard it falls in
+        offset = flat - np.concatenate([[0], self._cum[:-1]])[shard]
+        win = np.stack([self.shards.shards[s][o:o + self.block_size + 1] for s, o in zip(shard, offset)])
+        win = torch.from_numpy(win.astype(np.int64))                # (B, T+1)
+        x, y = win[:, :-1].contiguous(), win[:, 1:].contiguous()
+        return x.to(self.device), y.to(self.device)
+
+    def sample(self, generator=None, batch_size: int | None = None):
+        self.batches_served += 1
+        return self._windows(self._rng, batch_size or self.batch_size)
+
+    def fixed(self, n_batches: int):
+        import numpy as np
+
+        rng = np.random.default_rng(self.seed + 10_000)  # never touches the training stream
+        return [self._windows(rng, self.batch_size) for _ in range(n_batches)]
+
+    def state_dict(self) -> dict:
+        return {"rng": self._rng.bit_generator.state, "batches_served": self.batches_served, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._rng.bit_generator.state = state["rng"]
+        self.batches_served, self.seed = state["batches_served"], state["seed"]

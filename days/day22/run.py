@@ -1,0 +1,120 @@
+"""Day 22: a streaming data loader over on-disk token shards — and can it ever be the bottleneck?
+
+The combined corpus is tokenised with a SentencePiece BPE model and written as uint16 shards
+(`common.data.write_shards`); `StreamingLoader` serves random windows from the memory maps. The run
+measures shard-writing and loader throughput (tokens/s) at several batch sizes against what a model
+consumes per second in training, checks determinism and resume, and states the ratio.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from common import bench, data, plotting, runner
+from common.model import GPT, gpt_config
+from common.tokenizers import train_sentencepiece
+
+DAY = 22
+CORPUS = [("tinyshakespeare", None), ("wikitext2", "train.txt"), ("tinystories", "TinyStories-train-first2MiB.txt")]
+
+
+@dataclass
+class Config:
+    vocab_size: int = 16000
+    corpus_bytes: int = 0          # 0: the whole combined corpus (~14 MB)
+    shard_tokens: int = 1 << 20    # tokens per shard (2 MiB of uint16)
+    block_size: int = 256
+    batches: str = "8,32,128"      # loader batch sizes to time
+    loader_batches: int = 200      # batches per timing
+    model_width: int = 128         # the consumer: a 4-layer GPT of this width
+    model_batch: int = 32
+
+
+PRESETS = {"nano": dict(vocab_size=400, corpus_bytes=300_000, shard_tokens=20_000, block_size=64, batches="4,16",
+                        loader_batches=20, model_width=32, model_batch=4),
+           "cpu": {}, "gpu": dict(model_width=512, model_batch=64)}
+
+
+def corpus_text(limit: int) -> str:
+    text = "\n".join(data.load_text(n, f) for n, f in CORPUS)
+    return text[:limit] if limit else text
+
+
+def main(cfg: Config, ctx: runner.Context) -> dict:
+    d, cache = ctx.deliverable, ctx.cache_dir()
+    text = corpus_text(cfg.corpus_bytes)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    t0 = time.perf_counter()
+    sp = train_sentencepiece(iter(lines), str(cache / f"sp{cfg.vocab_size}"), cfg.vocab_size, "bpe")
+    t_train = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ids = np.fromiter((i for piece in sp.encode(lines) for i in piece), dtype=np.int64)
+    t_encode = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    meta = data.write_shards(ids, cache / "shards", cfg.shard_tokens, "uint16")
+    t_write = time.perf_counter() - t0
+    shards = data.ShardedTokens(cache / "shards")
+    d.section("Shards")
+    d.table([{"corpus": f"{len(text.encode()):,} bytes, {len(lines):,} lines", "tokens": f"{meta['total']:,}",
+              "bytes/token": round(len(text.encode()) / meta["total"], 2), "shards": len(meta["sizes"]),
+              "train tokenizer (s)": round(t_train, 2), "encode (tokens/s)": f"{meta['total'] / t_encode:,.0f}",
+              "write (tokens/s)": f"{meta['total'] / t_write:,.0f}"}])
+
+    d.section("Loader throughput vs model consumption")
+    rows, bx, by = [], [], []
+    for b in (int(v) for v in cfg.batches.split(",")):
+        loader = data.StreamingLoader(shards, cfg.block_size, b, seed=ctx.seed)
+        t = bench.time_fn(loader.sample, warmup=3, repeats=cfg.loader_batches)
+        tps = b * cfg.block_size / t.median
+        bx.append(b)
+        by.append(tps)
+        rows.append({"batch": b, "time per batch": str(t), "loader tokens/s": f"{tps:,.0f}"})
+    mcfg = gpt_config("baby", vocab_size=cfg.vocab_size, n_embd=cfg.model_width, block_size=cfg.block_size)
+    torch.manual_seed(ctx.seed)
+    model = GPT(mcfg).to(ctx.device)
+    opt = model.configure_optimizer(0.1, 1e-3, (0.9, 0.99), ctx.device.type)
+    loader = data.StreamingLoader(shards, cfg.block_size, cfg.model_batch, seed=ctx.seed, device=ctx.device)
+    x, y = loader.sample()
+
+    def step():
+        _, loss = model(x, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    tm = bench.time_fn(step, warmup=2, repeats=5 if not ctx.quick else 2, device=ctx.device)
+    model_tps = cfg.model_batch * cfg.block_size / tm.median
+    d.table(rows)
+    ratio = min(by) / model_tps
+    d.text(f"The consumer, a {model.num_params():,}-parameter GPT (4 layers × {cfg.model_width}, vocab "
+           f"{cfg.vocab_size}) training on {cfg.model_batch} × {cfg.block_size} tokens, takes "
+           f"{tm.median * 1e3:.0f} ms per step: **{model_tps:,.0f} tokens/s**. The slowest loader setting "
+           f"serves {min(by):,.0f} tokens/s, "
+           f"{ratio:,.0f}× what the model consumes, so on this machine loading {'cannot' if ratio > 10 else 'CAN'} be "
+           f"the bottleneck{'' if ratio > 10 else ': prefetch in a background worker'}.")
+    p = plotting.lines(ctx.plot_path("loader_vs_model"), {"streaming loader": (bx, by)}, "batch size (windows)",
+                       "tokens per second", f"Loader throughput, block {cfg.block_size}", logx=True, logy=True,
+                       markers=True, hline=(model_tps, "model training consumption"))
+    d.image(p, "Loader tokens/s against the model's training consumption")
+
+    d.section("Determinism and resume")
+    a, b = (data.StreamingLoader(shards, cfg.block_size, 4, seed=ctx.seed) for _ in range(2))
+    same = all(torch.equal(a.sample()[0], b.sample()[0]) for _ in range(10))
+    state = a.state_dict()
+    expected = a.sample()[0]
+    c = data.StreamingLoader(shards, cfg.block_size, 4, seed=ctx.seed + 1)
+    c.load_state_dict(state)
+    resumed = torch.equal(c.sample()[0], expected)
+    d.text(f"Two loaders with seed {ctx.seed}: {'identical' if same else 'DIFFERENT'} batches over 10 draws. A loader "
+           f"restored from another's `state_dict()` after 10 batches serves {'the same' if resumed else 'a DIFFERENT'} "
+           "next batch as the original.")
+    return {"tokens": meta["total"], "bytes_per_token": round(len(text.encode()) / meta["total"], 3),
+            "loader_tokens_per_s_min": round(min(by)), "model_tokens_per_s": round(model_tps),
+            "loader_over_model": round(ratio, 1), "deterministic": same, "resume_exact": resumed}
+
+
+if __name__ == "__main__":
+    raise SystemExit(runner.cli(DAY, Config, PRESETS, main))
