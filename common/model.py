@@ -180,3 +180,22 @@ def count_params_formula(cfg, non_embedding=False):
     if cfg.pos == "learned" and not non_embedding:
         total += cfg.block_size * C
     return total
+
+
+def flops_per_token(cfg, seq_len=None, training=True):
+    """Matmul FLOPs per token of GPT(cfg) at context `seq_len` (default block_size), in closed form.
+
+    Forward: 2 per weight of every matrix multiply (q, k, v, output, MLP, lm_head) plus the
+    attention scores and the weighted sum, 2 * T * C each per layer (all T keys, as computed
+    without skipping the masked half). Training (forward + backward) is 3x forward. Norms,
+    softmax and elementwise ops are left out: they are a few percent at these sizes. Equals
+    `torch.utils.flop_counter.FlopCounterMode` on the forward pass (tested).
+    """
+    C, L, V = cfg.n_embd, cfg.n_layer, cfg.vocab_size
+    T = seq_len or cfg.block_size
+    hs = C // cfg.n_head
+    qkv_out = (cfg.n_head + 2 * (cfg.n_kv_head or cfg.n_head)) * hs
+    hidden = mlp_hidden_dim(C, cfg.mlp_ratio, cfg.mlp)
+    matmul_weights = L * (C * qkv_out + C * C + C * MLP_ACTS[cfg.mlp][0] * hidden + hidden * C) + V * C
+    forward = 2 * matmul_weights + L * 4 * T * C
+    return 3 * forward if training else forward

@@ -147,3 +147,17 @@ def test_overfits_one_batch():
         loss.backward()
         opt.step()
     assert loss.item() < 0.05
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(n_kv_head=1), dict(mlp="swiglu"), dict(pos="rope", bias=True)])
+def test_flops_per_token_equals_the_flop_counter(overrides):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from common.model import flops_per_token
+
+    cfg = gpt_config("nano", attn_backend="manual", **overrides)
+    model = GPT(cfg).eval()
+    T = cfg.block_size
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model(torch.randint(0, cfg.vocab_size, (2, T)))
+    assert fc.get_total_flops() / (2 * T) == flops_per_token(cfg, T, training=False)

@@ -1,0 +1,86 @@
+"""Day 24: config design — parameter counts in closed form, FLOPs per token, and config YAMLs.
+
+For every named model shape the project uses (the test/laptop/GPU presets of sprint 1 and the
+sprint-3 pretraining shapes), the run instantiates the model, counts its parameters, compares
+them with `count_params_formula` (exact match required), tabulates FLOPs per token from
+`flops_per_token` (checked against PyTorch's FLOP counter in the tests) and KV-cache bytes per
+token, and writes one YAML per shape that loads back into `GPTConfig` unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import OmegaConf
+
+from common import atomic, runner
+from common.kv_cache import kv_bytes
+from common.model import GPT, GPTConfig, count_params_formula, flops_per_token, gpt_config
+
+DAY = 24
+# The shapes: sprint-1 presets plus sprint-3 pretraining candidates (a CPU size and GPU sizes of
+# 20-50M parameters with a 16k/32k SentencePiece vocabulary, day 21).
+SHAPES = {
+    "nano": gpt_config("nano"),
+    "day07_default": gpt_config("baby", n_embd=64),
+    "baby": gpt_config("baby"),
+    "shakespeare_gpu": gpt_config("shakespeare"),
+    "pretrain_cpu": GPTConfig(vocab_size=16000, block_size=256, n_layer=4, n_head=4, n_embd=256),
+    "pretrain_27m": GPTConfig(vocab_size=16000, block_size=512, n_layer=6, n_head=8, n_embd=512),
+    "pretrain_42m": GPTConfig(vocab_size=32000, block_size=512, n_layer=8, n_head=8, n_embd=512),
+    "pretrain_48m_llama": GPTConfig(vocab_size=32000, block_size=1024, n_layer=8, n_head=8, n_embd=576,
+                                    n_kv_head=4, pos="rope", norm="rms", mlp="swiglu"),
+}
+
+
+@dataclass
+class Config:
+    shapes: str = ",".join(SHAPES)   # which shapes to count and export
+
+
+PRESETS = {"nano": dict(shapes="nano,day07_default,baby"), "cpu": {}, "gpu": {}}
+
+
+def non_embedding(c: GPTConfig, counted: int) -> int:
+    """Parameters outside the token table(s) and the learned position table."""
+    tables = c.vocab_size * c.n_embd * (1 if c.tie_weights else 2)
+    return counted - tables - (c.block_size * c.n_embd if c.pos == "learned" else 0)
+
+
+def main(cfg: Config, ctx: runner.Context) -> dict:
+    d = ctx.deliverable
+    out_dir = (ctx.root / "days" / "day24" if ctx.out == ctx.root else ctx.out) / "configs"
+    rows, all_match, round_trips = [], True, True
+    for name in cfg.shapes.split(","):
+        c = SHAPES[name]
+        counted = GPT(c).num_params()
+        formula = count_params_formula(c)
+        all_match &= counted == formula
+        path = atomic.write_text(out_dir / f"{name}.yaml", f"# {name}: GPTConfig for common.model.GPT\n"
+                                 + OmegaConf.to_yaml(OmegaConf.structured(c)))
+        loaded = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(GPTConfig), OmegaConf.load(path)))
+        round_trips &= loaded == c
+        hs = c.n_embd // c.n_head
+        rows.append({"shape": name, "layers × width": f"{c.n_layer} × {c.n_embd}", "heads (kv)":
+                     f"{c.n_head} ({c.n_kv_head or c.n_head})", "vocab": c.vocab_size, "context": c.block_size,
+                     "params (counted)": f"{counted:,}", "formula": "=" if counted == formula else f"≠ {formula:,}",
+                     "non-embedding": f"{non_embedding(c, counted):,}",
+                     "train MFLOPs/token": round(flops_per_token(c) / 1e6, 2),
+                     "6N rule (MFLOPs)": round(6 * counted / 1e6, 2),
+                     "KV bytes/token (bf16)": kv_bytes(c.n_layer, 1, c.n_kv_head or c.n_head, 1, hs, 2)})
+    d.section("Shapes, parameters and FLOPs")
+    d.table(rows)
+    d.text(f"Counted parameters equal the closed form for {'every' if all_match else 'NOT every'} shape. Training "
+           "FLOPs per token are 3 × the forward matmuls: 2 per weight of every matrix multiply plus 4·L·T·C for "
+           "attention; the `6N` column is the usual shortcut, which ignores attention and counts every parameter "
+           "(a learned position table included) as a matmul weight.")
+    d.section("Config files")
+    d.text(f"{len(rows)} YAML files in `{out_dir.name}/`; each loads back into `GPTConfig` "
+           f"{'unchanged' if round_trips else 'WITH CHANGES'} "
+           f"(e.g. `OmegaConf.merge(OmegaConf.structured(GPTConfig), OmegaConf.load(path))`).")
+    return {"shapes": len(rows), "all_params_match": bool(all_match), "yaml_round_trip": bool(round_trips),
+            **{f"params_{r['shape']}": int(r["params (counted)"].replace(",", "")) for r in rows}}
+
+
+if __name__ == "__main__":
+    raise SystemExit(runner.cli(DAY, Config, PRESETS, main))

@@ -1,0 +1,39 @@
+"""Day 24: every shape's parameter count is exact, FLOPs match the counter, YAMLs round-trip."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from common import runner
+from common.model import GPT, GPTConfig, count_params_formula, flops_per_token
+from days.day24 import run
+
+
+@pytest.mark.parametrize("name", [n for n in run.SHAPES if not n.startswith("pretrain_4")])
+def test_formula_equals_counted(name):
+    c = run.SHAPES[name]
+    assert GPT(c).num_params() == count_params_formula(c)
+
+
+def test_flops_grow_with_context_only_through_attention():
+    c = run.SHAPES["baby"]
+    assert flops_per_token(c, 128) - flops_per_token(c, 64) == 3 * 4 * c.n_layer * 64 * c.n_embd
+
+
+def test_gqa_shrinks_kv_and_params():
+    mha, gqa = run.SHAPES["pretrain_42m"], GPTConfig(**{**run.SHAPES["pretrain_42m"].__dict__, "n_kv_head": 2})
+    assert count_params_formula(gqa) < count_params_formula(mha)
+    assert count_params_formula(mha) - count_params_formula(gqa) == mha.n_layer * 2 * mha.n_embd * (8 - 2) * 64
+
+
+def test_yaml_round_trip(tmp_path):
+    c = run.SHAPES["pretrain_48m_llama"]
+    p = tmp_path / "c.yaml"
+    p.write_text(OmegaConf.to_yaml(OmegaConf.structured(c)))
+    assert OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(GPTConfig), OmegaConf.load(p))) == c
+
+
+def test_quick_run_end_to_end(tmp_path):
+    s = runner.quick(run, tmp_path)
+    assert s["metrics"]["all_params_match"] is True and s["metrics"]["yaml_round_trip"] is True
+    assert sorted(p.name for p in (tmp_path / "configs").glob("*.yaml")) == ["baby.yaml", "day07_default.yaml",
+                                                                              "nano.yaml"]
