@@ -48,6 +48,7 @@ class TrainConfig:
     compile_backend: str = "inductor"  # inductor: generated kernels; eager: tracing only (tests)
     dtype: str = "float32"       # float32 | bfloat16 | float16 (autocast)
     ckpt_interval: int = 0       # save every N iters (0: only at the end, if a path is given)
+    early_stop_patience: int = 0  # stop after this many evaluations without a new best val loss (0: off)
     nan_policy: str = "stop"     # stop | skip: what a non-finite loss or gradient does (day 17)
     max_skips: int = 10          # with "skip", stop anyway after this many skipped steps
 
@@ -57,6 +58,8 @@ class TrainResult:
     history: dict = field(default_factory=lambda: {"step": [], "train": [], "val": [], "time": []})
     train_log: dict = field(default_factory=lambda: {"step": [], "loss": [], "lr": [], "grad_norm": []})
     skipped: list = field(default_factory=list)      # (step, what was not finite) with nan_policy="skip"
+    best_step: int = -1                              # the evaluation with the lowest val loss
+    stopped_early: bool = False                      # early stopping ended the run
     iter_times: list = field(default_factory=list)   # seconds per optimizer step, eval excluded
     tokens_per_iter: int = 0
     first_iter_s: float = 0.0                        # includes torch.compile's compilation
@@ -157,6 +160,12 @@ def save_checkpoint(path, model, optimizer, it: int, cfg: TrainConfig, extra: di
                        "train_config": asdict(cfg), "rng": determinism.rng_state(), **(extra or {})}, path)
 
 
+def best_path(ckpt_path) -> Path:
+    """Where the best-so-far checkpoint sits next to `ckpt_path`: ckpt.pt -> ckpt.best.pt."""
+    p = Path(ckpt_path)
+    return p.with_name(p.stem + ".best" + p.suffix)
+
+
 def load_checkpoint(path, model=None, optimizer=None) -> dict:
     """Load a checkpoint (into `model`/`optimizer` when given); a broken file is a UserError."""
     path = Path(path)
@@ -207,6 +216,7 @@ def train(model, train_batches, val_batches, cfg: TrainConfig, device, tracker=N
     eval_sets = {"train": train_batches.fixed(cfg.eval_iters), "val": val_batches.fixed(cfg.eval_iters)}
     res = TrainResult(tokens_per_iter=train_batches.batch_size * train_batches.block_size * cfg.grad_accum)
     t_start = time.perf_counter()
+    best_val, since_best = float("inf"), 0
     model.train()
     last = min(cfg.max_iters, stop_at + 1 if stop_at is not None else cfg.max_iters)
     bar = progress(range(start, last), desc="train", disable=None if show_progress else True)
@@ -269,6 +279,17 @@ def train(model, train_batches, val_batches, cfg: TrainConfig, device, tracker=N
             res.history["time"].append(time.perf_counter() - t_start)  # wall-clock since start, evals included
             if tracker:
                 tracker.log_dict(losses, it, prefix="eval/")
+            if losses["val"] < best_val:
+                best_val, res.best_step, since_best = losses["val"], it, 0
+                if ckpt_path:  # keep the best model, next to the latest one
+                    save_checkpoint(best_path(ckpt_path), model, optimizer, it, cfg, {"val_loss": best_val})
+            else:
+                since_best += 1
+                if cfg.early_stop_patience and since_best >= cfg.early_stop_patience:
+                    res.stopped_early, res.final_iter = True, it
+                    if ckpt_path:
+                        save_checkpoint(ckpt_path, model, optimizer, it, cfg)
+                    break
         if ckpt_path and ((cfg.ckpt_interval and it % cfg.ckpt_interval == 0) or it == last - 1):
             save_checkpoint(ckpt_path, model, optimizer, it, cfg)
         res.final_iter = it

@@ -111,3 +111,22 @@ def test_eval_batches_are_fixed():
     state = torch.get_rng_state()
     tb.fixed(2)
     assert torch.equal(state, torch.get_rng_state())  # evaluation never moves the training RNG
+
+
+def test_early_stopping_keeps_the_best_checkpoint(tmp_path):
+    """Random train and val tokens: memorising the train set can only hurt val, so early stopping fires."""
+    from common.train import best_path
+
+    g = torch.Generator().manual_seed(0)
+    tb = data.Batches(torch.randint(0, 65, (200,), generator=g), 32, 8)
+    vb = data.Batches(torch.randint(0, 65, (2000,), generator=g), 32, 8)
+    torch.manual_seed(0)
+    model = GPT(gpt_config("nano"))
+    cfg = TrainConfig(max_iters=400, lr=1e-2, warmup_iters=1, eval_interval=10, eval_iters=2,
+                      early_stop_patience=3, weight_decay=0.0)
+    r = train(model, tb, vb, cfg, "cpu", ckpt_path=tmp_path / "ckpt.pt", show_progress=False)
+    assert r.stopped_early and r.final_iter < 399
+    assert r.history["step"][-1] == r.best_step + 3 * 10  # three evaluations without a new best
+    best = load_checkpoint(best_path(tmp_path / "ckpt.pt"))
+    assert best["iter"] == r.best_step and best["val_loss"] == pytest.approx(min(r.history["val"]))
+    assert (tmp_path / "ckpt.pt").is_file()

@@ -1,0 +1,89 @@
+"""Day 26: validation — a val loop with early stopping, the best checkpoint kept, and perplexity.
+
+A model trained on a deliberately small slice of Tiny Shakespeare over-fits: its training loss keeps
+falling while the validation loss turns up. Evaluating every few steps, the loop keeps the best
+checkpoint and stops after `patience` evaluations without improvement. Losses are reported three
+ways: cross-entropy in nats per token, perplexity exp(CE), and bits per byte.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from common import data, plotting, runner
+from common.model import GPT, gpt_config
+from common.train import TrainConfig, best_path, full_split_loss, load_checkpoint, train
+
+DAY = 26
+
+
+@dataclass
+class Config:
+    train_chars: int = 60_000     # a small slice, so that the model over-fits within the budget
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    batch_size: int = 32
+    max_iters: int = 3000
+    lr: float = 3e-3
+    eval_interval: int = 50
+    eval_iters: int = 10
+    patience: int = 4
+
+
+PRESETS = {"nano": dict(train_chars=3_000, n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=8, max_iters=300,
+                        eval_interval=10, eval_iters=2, patience=2, lr=1e-2),
+           "cpu": {}, "gpu": dict(train_chars=200_000, n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64)}
+
+
+def main(cfg: Config, ctx: runner.Context) -> dict:
+    d, dev = ctx.deliverable, ctx.device
+    tok, tr, va = data.char_corpus()
+    text_bytes = len(data.load_text("tinyshakespeare").encode("utf-8"))
+    bytes_per_token = text_bytes / (tr.numel() + va.numel())
+    tr = tr[: cfg.train_chars]
+    mcfg = gpt_config("baby", vocab_size=tok.vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                      block_size=cfg.block_size)
+    torch.manual_seed(ctx.seed)
+    model = GPT(mcfg).to(dev)
+    tc = TrainConfig(max_iters=cfg.max_iters, lr=cfg.lr, min_lr=cfg.lr / 10, warmup_iters=50, weight_decay=0.0,
+                     eval_interval=cfg.eval_interval, eval_iters=cfg.eval_iters, early_stop_patience=cfg.patience)
+    ckpt = ctx.out / "checkpoints" / "day26_ckpt.pt"
+    res = train(model, data.Batches(tr, cfg.block_size, cfg.batch_size, dev, seed=1),
+                data.Batches(va, cfg.block_size, cfg.batch_size, dev, seed=2), tc, dev, ctx.tracker,
+                ckpt_path=ckpt, show_progress=not ctx.quick)
+    h = res.history
+    bpb = [v / math.log(2) / bytes_per_token for v in h["val"]]
+    d.section("Training with early stopping")
+    d.text(f"{model.num_params():,} parameters trained on the first {cfg.train_chars:,} characters only (the val "
+           f"split is the usual last 10%, {va.numel():,} characters); evaluation every {cfg.eval_interval} steps on "
+           f"{cfg.eval_iters} fixed batches, patience {cfg.patience}.")
+    d.table([{"step": s, "train CE (nats)": t, "val CE (nats)": v, "val perplexity": math.exp(v), "val bits/byte": b,
+              "best": "★" if s == res.best_step else ""}
+             for s, t, v, b in zip(h["step"], h["train"], h["val"], bpb)])
+    p = plotting.lines(ctx.plot_path("perplexity"), {"train": (h["step"], [math.exp(v) for v in h["train"]]),
+                       "val": (h["step"], [math.exp(v) for v in h["val"]])}, "step", "perplexity (exp of CE)",
+                       "Over-fitting a small slice: validation perplexity turns up", logy=True, markers=True)
+    d.image(p, "Train and validation perplexity; early stopping ends the run after the val minimum")
+    best = GPT(mcfg).to(dev)
+    saved = load_checkpoint(best_path(ckpt), best)
+    full_best = full_split_loss(best, va, cfg.block_size, 64, dev)
+    full_last = full_split_loss(model, va, cfg.block_size, 64, dev)
+    stop = (f"stopped early at step {res.final_iter}, {cfg.patience} evaluations after the best (step {res.best_step})"
+            if res.stopped_early else f"ran all {cfg.max_iters} steps without triggering early stopping")
+    bpb_best = full_best / math.log(2) / bytes_per_token
+    d.text(f"The run {stop}. On the whole val split the kept best checkpoint (step {saved['iter']}) scores CE "
+           f"{full_best:.4f} nats = perplexity {math.exp(full_best):.2f} = {bpb_best:.3f} bits/byte, against "
+           f"{full_last:.4f} ({math.exp(full_last):.2f}) for the last weights. Tiny Shakespeare is ASCII, so one "
+           f"character token is {bytes_per_token:.2f} byte and bits/byte = CE / ln 2.")
+    return {"stopped_early": res.stopped_early, "best_step": res.best_step, "stopped_at": res.final_iter,
+            "best_val_ce": round(full_best, 4), "best_val_ppl": round(math.exp(full_best), 3),
+            "best_val_bpb": round(full_best / math.log(2) / bytes_per_token, 4), "last_val_ce": round(full_last, 4)}
+
+
+if __name__ == "__main__":
+    raise SystemExit(runner.cli(DAY, Config, PRESETS, main))
