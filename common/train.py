@@ -34,7 +34,8 @@ class TrainConfig:
     min_lr: float = 1e-4         # floor of the cosine (nanoGPT: lr / 10)
     warmup_iters: int = 100      # linear warm-up from 0: Adam's early steps are large and noisy
     lr_decay_iters: int = 0      # where the cosine reaches min_lr; 0 = max_iters
-    schedule: str = "cosine"     # cosine | constant | linear
+    schedule: str = "cosine"     # cosine | linear | constant | wsd (warm-up, stable, decay)
+    decay_frac: float = 0.2      # wsd: the final fraction of the steps that decays to min_lr
     weight_decay: float = 0.1    # decoupled (AdamW), on 2-D weights only
     beta1: float = 0.9
     beta2: float = 0.99          # 0.99 rather than 0.999: small batches, short runs
@@ -98,6 +99,9 @@ SCHEDULES = {
     "cosine": _warmup_then(lambda f, c: c.min_lr + 0.5 * (1 + math.cos(math.pi * f)) * (c.lr - c.min_lr)),
     "linear": _warmup_then(lambda f, c: c.lr + f * (c.min_lr - c.lr)),
     "constant": _warmup_then(lambda f, c: c.lr),
+    # warm-up, stable at the peak, then a linear decay over the last `decay_frac` of the steps
+    "wsd": _warmup_then(lambda f, c: c.lr if f < 1 - c.decay_frac
+                        else c.lr + (f - 1 + c.decay_frac) / c.decay_frac * (c.min_lr - c.lr)),
 }
 
 

@@ -130,3 +130,9 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path):
     best = load_checkpoint(best_path(tmp_path / "ckpt.pt"))
     assert best["iter"] == r.best_step and best["val_loss"] == pytest.approx(min(r.history["val"]))
     assert (tmp_path / "ckpt.pt").is_file()
+
+
+def test_wsd_schedule_is_flat_then_decays():
+    c = TrainConfig(max_iters=110, lr=1.0, min_lr=0.1, warmup_iters=10, schedule="wsd", decay_frac=0.2)
+    assert [lr_at(t, c) for t in (10, 50, 89)] == pytest.approx([1.0, 1.0, 1.0])  # stable phase
+    assert lr_at(100, c) == pytest.approx(0.55) and lr_at(110, c) == pytest.approx(0.1)  # linear decay to the floor

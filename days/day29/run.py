@@ -1,0 +1,99 @@
+"""Day 29: learning-rate schedules on one budget — cosine vs one-cycle vs warm-up–stable–decay.
+
+The same model (day 7's default shape), data, seed, peak learning rate and number of steps; only
+the schedule changes. The run records validation loss along the way, the slope of the loss over
+the last fifth of training, and the final loss on the whole validation split, then picks the best
+schedule by the rule stated in the deliverable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from common import data, plotting, runner
+from common.model import GPT, gpt_config
+from common.train import TrainConfig, full_split_loss, lr_at, train
+
+DAY = 29
+
+
+@dataclass
+class Config:
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 64
+    block_size: int = 64
+    batch_size: int = 32
+    max_iters: int = 600
+    lr: float = 8e-3
+    eval_interval: int = 50
+    eval_iters: int = 10
+    tie_margin: float = 0.005     # final losses closer than this count as a tie
+
+
+PRESETS = {"nano": dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=8, max_iters=40, eval_interval=10,
+                        eval_iters=2),
+           "cpu": {}, "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, max_iters=5000,
+                                  lr=1e-3, eval_interval=250)}
+
+
+def schedules(cfg: Config) -> dict[str, dict]:
+    """The three schedules as TrainConfig overrides (same peak, same steps)."""
+    short = max(1, cfg.max_iters // 12)
+    return {"cosine": dict(schedule="cosine", warmup_iters=short, min_lr=cfg.lr / 10),
+            "one-cycle": dict(schedule="linear", warmup_iters=int(0.3 * cfg.max_iters), min_lr=cfg.lr / 100),
+            "wsd": dict(schedule="wsd", warmup_iters=short, min_lr=cfg.lr / 10, decay_frac=0.2)}
+
+
+def pick_best(results: dict, tie_margin: float) -> str:
+    """Lowest final val loss; within `tie_margin` of it, the one with the lower mean val over the last 3 evals."""
+    best = min(r["final"] for r in results.values())
+    tied = [n for n, r in results.items() if r["final"] - best <= tie_margin]
+    return min(tied, key=lambda n: float(np.mean(results[n]["val"][-3:])))
+
+
+def main(cfg: Config, ctx: runner.Context) -> dict:
+    d, dev = ctx.deliverable, ctx.device
+    tok, tr, va = data.char_corpus()
+    mcfg = gpt_config("baby", vocab_size=tok.vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                      block_size=cfg.block_size)
+    results, tcs = {}, {}
+    for name, over in schedules(cfg).items():
+        torch.manual_seed(ctx.seed)
+        model = GPT(mcfg).to(dev)
+        tc = TrainConfig(max_iters=cfg.max_iters, lr=cfg.lr, eval_interval=cfg.eval_interval,
+                         eval_iters=cfg.eval_iters, **over)
+        res = train(model, data.Batches(tr, cfg.block_size, cfg.batch_size, dev, seed=1),
+                    data.Batches(va, cfg.block_size, cfg.batch_size, dev, seed=2), tc, dev, show_progress=not ctx.quick)
+        steps, val = res.history["step"], res.history["val"]
+        tail = [i for i, s in enumerate(steps) if s >= 0.8 * cfg.max_iters] or [len(steps) - 1]
+        slope = (np.polyfit(np.array(steps)[tail], np.array(val)[tail], 1)[0] * 100) if len(tail) > 1 else float("nan")
+        results[name] = {"steps": steps, "val": val, "final": full_split_loss(model, va, cfg.block_size, 64, dev),
+                         "slope": slope}
+        tcs[name] = tc
+    best = pick_best(results, cfg.tie_margin)
+    d.section("Same budget, three schedules")
+    d.text(f"{cfg.max_iters} steps of {cfg.batch_size} × {cfg.block_size} characters, peak learning rate {cfg.lr:g}, "
+           "seed and batches identical; AdamW, clipping at 1.")
+    d.table([{"schedule": n, "setting": ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                                  for k, v in schedules(cfg)[n].items()),
+              "final val loss (whole split)": r["final"], "val slope, last 20% (per 100 steps)": r["slope"],
+              "chosen": "★" if n == best else ""} for n, r in results.items()])
+    p = plotting.lines(ctx.plot_path("val_loss"), {n: (r["steps"], r["val"]) for n, r in results.items()}, "step",
+                       "val loss (nats/char)", "Validation loss per schedule", markers=True)
+    d.image(p, "Validation loss along training")
+    steps = list(range(cfg.max_iters))
+    lrs = {n: (steps, [lr_at(i, tc) for i in steps]) for n, tc in tcs.items()}
+    p2 = plotting.lines(ctx.plot_path("schedules"), lrs, "step", "learning rate", "The three schedules")
+    d.image(p2, "Learning rate per step")
+    d.text(f"Rule: the lowest final loss on the whole validation split wins; schedules within {cfg.tie_margin} nats of "
+           f"it tie, and the tie goes to the lower mean over the last three evaluations. By that rule: **{best}** "
+           f"({results[best]['final']:.4f}).")
+    return {"best_schedule": best, **{f"val_{n.replace('-', '_')}": round(r["final"], 4) for n, r in results.items()}}
+
+
+if __name__ == "__main__":
+    raise SystemExit(runner.cli(DAY, Config, PRESETS, main))
