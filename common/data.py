@@ -222,6 +222,12 @@ class Batches:
         return [self.sample(g) for _ in range(n_batches)]
 
 
+def split_batches(train_tokens, val_tokens, block_size: int, batch_size: int, device="cpu"):
+    """(train, val) `Batches` with the fixed evaluation seeds the days share (1 and 2)."""
+    return (Batches(train_tokens, block_size, batch_size, device, seed=1),
+            Batches(val_tokens, block_size, batch_size, device, seed=2))
+
+
 def char_corpus(name: str = "tinyshakespeare", file: str | None = None, val_frac: float = 0.1):
     """Character-level corpus: (tokenizer, train ids, val ids), split like nanoGPT (first 90% train)."""
     import torch

@@ -76,6 +76,13 @@ def gpt_config(name, **overrides):
     return GPTConfig(**{**PRESETS[name], **overrides})
 
 
+def gpt_config_for(day_cfg, preset="baby", **overrides):
+    """A GPTConfig from a day's flat config: every field the two share (n_layer, n_embd, ...) is
+    taken from `day_cfg`, the rest from `preset`; `overrides` (e.g. vocab_size) win."""
+    shared = {f.name: getattr(day_cfg, f.name) for f in dataclasses.fields(GPTConfig) if hasattr(day_cfg, f.name)}
+    return gpt_config(preset, **{**shared, **overrides})
+
+
 class GPT(nn.Module):
     """Decoder-only language model: idx (B, T) -> logits (B, T, vocab_size)."""
 

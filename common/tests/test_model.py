@@ -161,3 +161,18 @@ def test_flops_per_token_equals_the_flop_counter(overrides):
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         model(torch.randint(0, cfg.vocab_size, (2, T)))
     assert fc.get_total_flops() / (2 * T) == flops_per_token(cfg, T, training=False)
+
+
+def test_gpt_config_for_takes_the_shared_fields():
+    from dataclasses import dataclass
+
+    from common.model import gpt_config_for
+
+    @dataclass
+    class DayCfg:
+        n_layer: int = 3
+        n_embd: int = 48
+        lr: float = 1e-3  # not a model field: ignored
+
+    c = gpt_config_for(DayCfg(), vocab_size=100)
+    assert (c.n_layer, c.n_embd, c.vocab_size, c.n_head, c.block_size) == (3, 48, 100, 4, 64)  # rest from "baby"

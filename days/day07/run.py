@@ -23,7 +23,7 @@ import torch
 
 from common import data, plotting, runner
 from common.generate import generate
-from common.model import GPT, count_params_formula, gpt_config
+from common.model import GPT, count_params_formula, gpt_config, gpt_config_for
 from common.train import TrainConfig, full_split_loss, load_checkpoint, train
 
 DAY = 7
@@ -141,10 +141,8 @@ def battery(mcfg, tb, device, steps, lr) -> list[dict]:
 def main(cfg: Config, ctx: runner.Context) -> dict:
     dev, d = ctx.device, ctx.deliverable
     tok, train_ids, val_ids = data.char_corpus()
-    mcfg = gpt_config("baby", vocab_size=tok.vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                      block_size=cfg.block_size, dropout=cfg.dropout)
-    tb = data.Batches(train_ids, cfg.block_size, cfg.batch_size, dev, seed=1)
-    vb = data.Batches(val_ids, cfg.block_size, cfg.batch_size, dev, seed=2)
+    mcfg = gpt_config_for(cfg, vocab_size=tok.vocab_size)
+    tb, vb = data.split_batches(train_ids, val_ids, cfg.block_size, cfg.batch_size, dev)
 
     d.section("Verification battery")
     checks = battery(mcfg, tb, dev, cfg.overfit_steps, cfg.overfit_lr)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from common import data, plotting, runner
-from common.model import GPT, gpt_config
+from common.model import GPT, gpt_config_for
 from common.optim import ScratchOptimizer
 from common.train import TrainConfig, lr_at, train
 
@@ -71,10 +71,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
              for n in REFERENCE])
 
     tok, tr, va = data.char_corpus()
-    mcfg = gpt_config("baby", vocab_size=tok.vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head,
-                      n_embd=cfg.n_embd, block_size=cfg.block_size)
-    tb = data.Batches(tr, cfg.block_size, cfg.batch_size, dev, seed=1)
-    vb = data.Batches(va, cfg.block_size, cfg.batch_size, dev, seed=2)
+    mcfg = gpt_config_for(cfg, vocab_size=tok.vocab_size)
+    tb, vb = data.split_batches(tr, va, cfg.block_size, cfg.batch_size, dev)
 
     def run(opt_name, schedule):
         torch.manual_seed(ctx.seed)

@@ -15,7 +15,7 @@ import torch
 
 from common import data, plotting, runner
 from common.errors import UserError
-from common.model import GPT, gpt_config
+from common.model import GPT, gpt_config_for
 from common.train import TrainConfig, train
 
 DAY = 14
@@ -60,10 +60,8 @@ class Recorder:
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d, dev = ctx.deliverable, ctx.device
     tok, tr, va = data.char_corpus()
-    mcfg = gpt_config("baby", vocab_size=tok.vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                      block_size=cfg.block_size)
-    tb = data.Batches(tr, cfg.block_size, cfg.batch_size, dev, seed=1)
-    vb = data.Batches(va, cfg.block_size, cfg.batch_size, dev, seed=2)
+    mcfg = gpt_config_for(cfg, vocab_size=tok.vocab_size)
+    tb, vb = data.split_batches(tr, va, cfg.block_size, cfg.batch_size, dev)
 
     def run(lr, wd, clip, sgd=False):
         torch.manual_seed(ctx.seed)

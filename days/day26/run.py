@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from common import data, plotting, runner
-from common.model import GPT, gpt_config
+from common.model import GPT, gpt_config_for
 from common.train import TrainConfig, best_path, full_split_loss, load_checkpoint, train
 
 DAY = 26
@@ -46,15 +46,13 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     text_bytes = len(data.load_text("tinyshakespeare").encode("utf-8"))
     bytes_per_token = text_bytes / (tr.numel() + va.numel())
     tr = tr[: cfg.train_chars]
-    mcfg = gpt_config("baby", vocab_size=tok.vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                      block_size=cfg.block_size)
+    mcfg = gpt_config_for(cfg, vocab_size=tok.vocab_size)
     torch.manual_seed(ctx.seed)
     model = GPT(mcfg).to(dev)
     tc = TrainConfig(max_iters=cfg.max_iters, lr=cfg.lr, min_lr=cfg.lr / 10, warmup_iters=50, weight_decay=0.0,
                      eval_interval=cfg.eval_interval, eval_iters=cfg.eval_iters, early_stop_patience=cfg.patience)
     ckpt = ctx.out / "checkpoints" / "day26_ckpt.pt"
-    res = train(model, data.Batches(tr, cfg.block_size, cfg.batch_size, dev, seed=1),
-                data.Batches(va, cfg.block_size, cfg.batch_size, dev, seed=2), tc, dev, ctx.tracker,
+    res = train(model, *data.split_batches(tr, va, cfg.block_size, cfg.batch_size, dev), tc, dev, ctx.tracker,
                 ckpt_path=ckpt, show_progress=not ctx.quick)
     h = res.history
     bpb = [v / math.log(2) / bytes_per_token for v in h["val"]]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from common import data, plotting, runner
-from common.model import GPT, gpt_config
+from common.model import GPT, gpt_config_for
 from common.train import TrainConfig, full_split_loss, lr_at, train
 
 DAY = 29
@@ -58,16 +58,15 @@ def pick_best(results: dict, tie_margin: float) -> str:
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d, dev = ctx.deliverable, ctx.device
     tok, tr, va = data.char_corpus()
-    mcfg = gpt_config("baby", vocab_size=tok.vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                      block_size=cfg.block_size)
+    mcfg = gpt_config_for(cfg, vocab_size=tok.vocab_size)
     results, tcs = {}, {}
     for name, over in schedules(cfg).items():
         torch.manual_seed(ctx.seed)
         model = GPT(mcfg).to(dev)
         tc = TrainConfig(max_iters=cfg.max_iters, lr=cfg.lr, eval_interval=cfg.eval_interval,
                          eval_iters=cfg.eval_iters, **over)
-        res = train(model, data.Batches(tr, cfg.block_size, cfg.batch_size, dev, seed=1),
-                    data.Batches(va, cfg.block_size, cfg.batch_size, dev, seed=2), tc, dev, show_progress=not ctx.quick)
+        res = train(model, *data.split_batches(tr, va, cfg.block_size, cfg.batch_size, dev), tc, dev,
+                    show_progress=not ctx.quick)
         steps, val = res.history["step"], res.history["val"]
         tail = [i for i, s in enumerate(steps) if s >= 0.8 * cfg.max_iters] or [len(steps) - 1]
         slope = (np.polyfit(np.array(steps)[tail], np.array(val)[tail], 1)[0] * 100) if len(tail) > 1 else float("nan")
