@@ -6,8 +6,11 @@ Every day that trains something calls this; variants are `TrainConfig` fields, n
 loop. What it guarantees:
   * the learning rate at step `it` is `lr_at(it, cfg)` (a pure function, plotted on day 12);
   * evaluation uses fixed batches (same windows every time) and never touches the training RNG;
-  * a checkpoint holds model, optimizer, step and every RNG state, written atomically, so a killed
-    run resumed from it continues on exactly the same trajectory;
+  * a checkpoint holds model, optimizer, step, every RNG state, the data loader's position (when it
+    has a `state_dict`, like `data.StreamingLoader`) and the early-stopping counters, written
+    atomically, so a killed run resumed from it continues on exactly the same trajectory;
+  * the phases of a step run under `torch.profiler.record_function` labels `data`, `forward`,
+    `backward` and `optimizer`, so a profiler around `train()` shows where the time goes (day 28);
   * a non-finite loss stops the run with the step number (`UserError`), never silently;
   * timings exclude evaluation and checkpointing: `tokens_per_s` is training throughput.
 """
@@ -21,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch.profiler import record_function
 
 from common import atomic, determinism
 from common.errors import UserError
@@ -211,17 +215,27 @@ def train(model, train_batches, val_batches, cfg: TrainConfig, device, tracker=N
     if optimizer is None:
         optimizer = model.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), device.type)
     start = 0
+    best_val, since_best = float("inf"), 0
     if resume and ckpt_path and Path(ckpt_path).is_file():
         ckpt = load_checkpoint(ckpt_path, model, optimizer)
         determinism.set_rng_state(ckpt["rng"])
+        if "loader" in ckpt and hasattr(train_batches, "load_state_dict"):
+            train_batches.load_state_dict(ckpt["loader"])
+        best_val, since_best = ckpt.get("best_val", best_val), ckpt.get("since_best", since_best)
         start = ckpt["iter"] + 1
     step_model = torch.compile(model, mode=cfg.compile_mode, backend=cfg.compile_backend) if cfg.compile else model
     scaler = torch.amp.GradScaler(device.type, enabled=(cfg.dtype == "float16" and device.type == "cuda"))
     eval_sets = {"train": train_batches.fixed(cfg.eval_iters), "val": val_batches.fixed(cfg.eval_iters)}
     res = TrainResult(tokens_per_iter=train_batches.batch_size * train_batches.block_size * cfg.grad_accum)
     t_start = time.perf_counter()
-    best_val, since_best = float("inf"), 0
     model.train()
+
+    def state() -> dict:  # what a resumed run needs besides model, optimizer and RNG
+        st = {"best_val": best_val, "since_best": since_best}
+        if hasattr(train_batches, "state_dict"):
+            st["loader"] = train_batches.state_dict()
+        return st
+
     last = min(cfg.max_iters, stop_at + 1 if stop_at is not None else cfg.max_iters)
     bar = progress(range(start, last), desc="train", disable=None if show_progress else True)
     for it in bar:
@@ -230,10 +244,12 @@ def train(model, train_batches, val_batches, cfg: TrainConfig, device, tracker=N
             group["lr"] = lr
         t0 = time.perf_counter()
         for _ in range(cfg.grad_accum):
-            x, y = train_batches.sample()
-            with autocast(device, cfg.dtype):
+            with record_function("data"):
+                x, y = train_batches.sample()
+            with record_function("forward"), autocast(device, cfg.dtype):
                 _, loss = step_model(x, y)
-            scaler.scale(loss / cfg.grad_accum).backward()
+            with record_function("backward"):
+                scaler.scale(loss / cfg.grad_accum).backward()
         scaler.unscale_(optimizer)
         # the global L2 norm of the gradient, checked before clipping could spread a nan to every tensor
         grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -254,9 +270,10 @@ def train(model, train_batches, val_batches, cfg: TrainConfig, device, tracker=N
                 if tracker:
                     tracker.log("train/skipped_step", 1.0, it)
                 continue
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        with record_function("optimizer"):
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         dt = time.perf_counter() - t0
@@ -286,16 +303,16 @@ def train(model, train_batches, val_batches, cfg: TrainConfig, device, tracker=N
             if losses["val"] < best_val:
                 best_val, res.best_step, since_best = losses["val"], it, 0
                 if ckpt_path:  # keep the best model, next to the latest one
-                    save_checkpoint(best_path(ckpt_path), model, optimizer, it, cfg, {"val_loss": best_val})
+                    save_checkpoint(best_path(ckpt_path), model, optimizer, it, cfg, {"val_loss": best_val, **state()})
             else:
                 since_best += 1
                 if cfg.early_stop_patience and since_best >= cfg.early_stop_patience:
                     res.stopped_early, res.final_iter = True, it
                     if ckpt_path:
-                        save_checkpoint(ckpt_path, model, optimizer, it, cfg)
+                        save_checkpoint(ckpt_path, model, optimizer, it, cfg, state())
                     break
         if ckpt_path and ((cfg.ckpt_interval and it % cfg.ckpt_interval == 0) or it == last - 1):
-            save_checkpoint(ckpt_path, model, optimizer, it, cfg)
+            save_checkpoint(ckpt_path, model, optimizer, it, cfg, state())
         res.final_iter = it
     res.wall_s = time.perf_counter() - t_start
     if tracker:

@@ -58,6 +58,41 @@ def test_kill_and_resume_gives_the_same_trajectory(tmp_path):
     assert resumed.history["val"][-1] == full.history["val"][-1]
 
 
+def _streaming_setup(tmp_path, seed, loader_seed):
+    tokens = (torch.arange(6000) * 7 % 13).numpy()
+    if not (tmp_path / "shards" / "meta.json").is_file():
+        data.write_shards(tokens, tmp_path / "shards", shard_tokens=1000)
+    shards = data.ShardedTokens(tmp_path / "shards")
+    determinism.seed_everything(seed)
+    cfg = gpt_config("nano")
+    return (GPT(cfg), data.StreamingLoader(shards, cfg.block_size, 8, seed=loader_seed),
+            data.StreamingLoader(shards, cfg.block_size, 8, seed=loader_seed + 1))
+
+
+def test_resume_restores_the_streaming_loader_position(tmp_path):
+    """The loader's private generator is not a torch RNG: without its state in the checkpoint the
+    resumed run would draw fresh batches from the start of the stream."""
+    cfg = TrainConfig(max_iters=20, eval_interval=0, eval_iters=1, log_interval=1, lr=3e-3, warmup_iters=2)
+    model, tb, vb = _streaming_setup(tmp_path, 1, 5)
+    full = train(model, tb, vb, cfg, "cpu", show_progress=False)
+    ck = tmp_path / "ckpt.pt"
+    model, tb, vb = _streaming_setup(tmp_path, 1, 5)
+    train(model, tb, vb, cfg, "cpu", ckpt_path=ck, stop_at=9, show_progress=False)
+    assert load_checkpoint(ck)["loader"]["batches_served"] == 10
+    model, tb, vb = _streaming_setup(tmp_path, 2, 5)  # fresh loader at the start of its stream
+    resumed = train(model, tb, vb, cfg, "cpu", ckpt_path=ck, resume=True, show_progress=False)
+    assert resumed.train_log["loss"] == full.train_log["loss"][10:]
+    assert tb.batches_served == 20
+
+
+def test_profiler_sees_the_step_phases():
+    model, tb, vb = _setup()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        train(model, tb, vb, TrainConfig(max_iters=3, eval_interval=0, eval_iters=1), "cpu", show_progress=False)
+    names = {e.key for e in prof.key_averages()}
+    assert {"data", "forward", "backward", "optimizer"} <= names
+
+
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     bad = tmp_path / "ckpt.pt"
     bad.write_bytes(b"not a checkpoint")
