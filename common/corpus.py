@@ -1,13 +1,14 @@
 """The Sprint 3 pretraining corpus: combined text -> SentencePiece -> train/val uint16 shards, cached.
 
-    td = corpus.token_data(vocab_size=16000)          # trains and shards once, then reuses the cache
+    td = corpus.token_data(16000, cache=ctx.cache_dir("tokens"))   # builds once, then reuses
     loader = data.StreamingLoader(td.train, block_size=256, batch_size=16, seed=1337)
     bpb = corpus.bits_per_byte(mean_nats_per_token, td.val_bytes_per_token)
 
 The corpus is Tiny Shakespeare + WikiText-2 train + the TinyStories 2 MiB slice (non-empty lines).
 The last `val_frac` of each source's lines is held out, so validation mixes all three styles and the
 tokenizer never sees it. Everything derived (tokenizer model, shards) lives under
-`.cache/tokens/<key>/`, where the key hashes every setting that changes the bytes written, so two
+`<cache>/<key>/` (a day passes `ctx.cache_dir("tokens")`: `.cache/tokens` for a full run, scratch
+space for `--quick`; the default is the project's `.cache/tokens`), where the key hashes every setting that changes the bytes written, so two
 days asking for the same vocabulary share one build and a changed setting never reads a stale one.
 """
 

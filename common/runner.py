@@ -116,9 +116,11 @@ class Context:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def cache_dir(self) -> Path:
-        """Artifacts worth reusing across runs (checkpoints, tokenizers): `.cache/dayNN` under `out`."""
-        p = self.out / ".cache" / self.name
+    def cache_dir(self, shared: str | None = None) -> Path:
+        """Artifacts worth reusing across runs (checkpoints, tokenizers): `.cache/dayNN` under `out`.
+
+        `shared="tokens"` gives `.cache/tokens`, a cache several days read (e.g. `corpus.token_data`)."""
+        p = self.out / ".cache" / (shared or self.name)
         p.mkdir(parents=True, exist_ok=True)
         return p
 
