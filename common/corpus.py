@@ -8,8 +8,9 @@ The corpus is Tiny Shakespeare + WikiText-2 train + the TinyStories 2 MiB slice 
 The last `val_frac` of each source's lines is held out, so validation mixes all three styles and the
 tokenizer never sees it. Everything derived (tokenizer model, shards) lives under
 `<cache>/<key>/` (a day passes `ctx.cache_dir("tokens")`: `.cache/tokens` for a full run, scratch
-space for `--quick`; the default is the project's `.cache/tokens`), where the key hashes every setting that changes the bytes written, so two
-days asking for the same vocabulary share one build and a changed setting never reads a stale one.
+space for `--quick`; the default is the project's `.cache/tokens`), where the key hashes every
+setting that changes the bytes written, so two days asking for the same vocabulary share one build
+and a changed setting never reads a stale one.
 """
 
 from __future__ import annotations

@@ -29,8 +29,10 @@ def _save(fig, path) -> Path:
 
 
 def lines(path, series: dict, xlabel: str, ylabel: str, title: str = "", logx=False, logy=False,
-          markers: bool = False, hline: tuple[float, str] | None = None, logx_base: int = 2) -> Path:
-    """`series` maps a label to (x, y) or (x, y, yerr); `logx` uses base `logx_base` (2 suits sizes)."""
+          markers: bool = False, hline: tuple[float, str] | None = None, logx_base: int = 2,
+          vline: tuple[float, str] | None = None) -> Path:
+    """`series` maps a label to (x, y) or (x, y, yerr); `logx` uses base `logx_base` (2 suits sizes);
+    `hline` / `vline` = (position, label) draw a dashed reference line."""
     fig, ax = plt.subplots(figsize=(WIDTH, 4.5))
     for label, xy in series.items():
         x, y = xy[0], xy[1]
@@ -41,13 +43,15 @@ def lines(path, series: dict, xlabel: str, ylabel: str, title: str = "", logx=Fa
             ax.plot(x, y, style, label=label)
     if hline is not None:
         ax.axhline(hline[0], color="gray", ls="--", lw=1, label=hline[1])
+    if vline is not None:
+        ax.axvline(vline[0], color="gray", ls=":", lw=1, label=vline[1])
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     if logx:
         ax.set_xscale("log", base=logx_base)
     if logy:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    if len(series) > 1 or hline is not None:
+    if len(series) > 1 or hline is not None or vline is not None:
         ax.legend()
     return _save(fig, path)
 

@@ -1,0 +1,189 @@
+"""Day 25: the first real pretraining run — checkpointing on, TensorBoard curves, and kill-and-resume.
+
+Part 1 trains the `pretrain_cpu` shape (day 24) on the Sprint 3 corpus (16k BPE shards, streaming
+loader) with checkpoints every `ckpt_interval` steps; `resume=true` continues a stopped run from its
+checkpoint. Part 2 is the resume check at a small size, with real processes: one worker trains
+uninterrupted; another is SIGKILLed mid-run by this script, then restarted from its last checkpoint.
+The restarted run's per-step losses and final weights must equal the uninterrupted run's exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from common import ROOT, corpus, data, plotting, runner
+from common.generate import generate
+from common.model import GPT, gpt_config_for
+from common.train import TrainConfig, full_split_loss, load_checkpoint, train
+from days.day25.worker import read_log
+
+DAY = 25
+
+
+@dataclass
+class Config:
+    vocab_size: int = 16000
+    corpus_bytes: int = 0          # 0: the whole corpus
+    n_layer: int = 4               # the pretrain_cpu shape of days/day24/configs/pretrain_cpu.yaml
+    n_head: int = 4
+    n_embd: int = 256
+    block_size: int = 256
+    batch_size: int = 8
+    max_iters: int = 240
+    lr: float = 1e-3
+    warmup_iters: int = 20
+    eval_interval: int = 40
+    eval_iters: int = 4
+    ckpt_interval: int = 40
+    dtype: str = "float32"
+    compile: bool = False
+    resume: bool = False           # continue from the last checkpoint of an earlier run of this day
+    val_tokens: int = 32768        # the leading validation tokens scored at the end
+    # the kill-and-resume check (a small model, separate processes)
+    kr_steps: int = 80             # 0 skips the check
+    kr_ckpt_interval: int = 10
+    kr_kill_after: int = 35        # SIGKILL once the worker has logged this step
+
+
+PRESETS = {"nano": dict(vocab_size=400, corpus_bytes=150_000, n_layer=2, n_head=2, n_embd=32, block_size=32,
+                        batch_size=4, max_iters=30, warmup_iters=3, eval_interval=10, eval_iters=2, ckpt_interval=10,
+                        val_tokens=2048, kr_steps=30, kr_ckpt_interval=5, kr_kill_after=12),
+           "cpu": {},
+           # the 27M shape of day 24 on one GPU: bf16 autocast and torch.compile
+           "gpu": dict(n_layer=6, n_head=8, n_embd=512, block_size=512, batch_size=32, max_iters=5000,
+                       warmup_iters=200, eval_interval=250, eval_iters=20, ckpt_interval=500, dtype="bfloat16",
+                       compile=True, val_tokens=1 << 20)}
+
+
+def kill_and_resume(cfg: Config, td: corpus.TokenData, work, seed: int) -> dict:
+    """Uninterrupted worker vs a worker killed mid-run and restarted; returns what happened."""
+    model = asdict(gpt_config_for(cfg, n_layer=2, n_head=2, n_embd=64, block_size=64, vocab_size=cfg.vocab_size))
+    tcfg = asdict(TrainConfig(max_iters=cfg.kr_steps, lr=2e-3, warmup_iters=5, eval_interval=cfg.kr_steps // 2,
+                              eval_iters=2, log_interval=1, ckpt_interval=cfg.kr_ckpt_interval))
+    base = dict(seed=seed, model=model, train=tcfg, batch_size=8, train_shards=str(td.root / "train"),
+                val_shards=str(td.root / "val"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def start(name: str, resume: bool = False) -> subprocess.Popen:
+        tag = f"{name}{'_resumed' if resume else ''}"
+        spec = {**base, "ckpt": str(work / f"{name}.pt"), "log": str(work / f"{tag}.jsonl"), "resume": resume}
+        path = work / f"{tag}.json"
+        path.write_text(json.dumps(spec))
+        return subprocess.Popen([sys.executable, "-m", "days.day25.worker", str(path)], env=env, cwd=ROOT,
+                                stderr=subprocess.PIPE, text=True)
+
+    def finish(p: subprocess.Popen) -> None:
+        _, err = p.communicate()
+        if p.returncode:
+            raise RuntimeError(f"worker failed ({p.returncode}): {err[-500:]}")
+
+    work.mkdir(parents=True, exist_ok=True)
+    for f in work.glob("*"):
+        f.unlink()
+    finish(start("full"))
+    p = start("killed")
+    while p.poll() is None and max(read_log(work / "killed.jsonl"), default=-1) < cfg.kr_kill_after:
+        time.sleep(0.005)
+    was_running = p.poll() is None
+    if was_running:
+        p.send_signal(signal.SIGKILL)
+    p.wait()
+    killed_log = read_log(work / "killed.jsonl")
+    ckpt_step = load_checkpoint(work / "killed.pt")["iter"]
+    finish(start("killed", resume=True))
+    full, resumed = read_log(work / "full.jsonl"), read_log(work / "killed_resumed.jsonl")
+    a = load_checkpoint(work / "full.pt")["model"]
+    b = load_checkpoint(work / "killed.pt")["model"]
+    return {"killed": was_running and p.returncode == -signal.SIGKILL, "last_step_before_kill": max(killed_log),
+            "ckpt_step": ckpt_step, "resumed_from": min(resumed), "full": full, "resumed": resumed,
+            "killed_log": killed_log,
+            "losses_equal": all(resumed[s] == full[s] for s in resumed) and max(resumed) == cfg.kr_steps - 1,
+            "weights_equal": all(torch.equal(a[k], b[k]) for k in a),
+            "leftover_tmp": sorted(f.name for f in work.glob("*.tmp*"))}
+
+
+def main(cfg: Config, ctx: runner.Context) -> dict:
+    d, dev = ctx.deliverable, ctx.device
+    td = corpus.token_data(cfg.vocab_size, cache=ctx.cache_dir("tokens"), corpus_bytes=cfg.corpus_bytes)
+    mcfg = gpt_config_for(cfg, vocab_size=cfg.vocab_size)
+    torch.manual_seed(ctx.seed)
+    model = GPT(mcfg).to(dev)
+    tb = data.StreamingLoader(td.train, cfg.block_size, cfg.batch_size, seed=ctx.seed, device=dev)
+    vb = data.StreamingLoader(td.val, cfg.block_size, cfg.batch_size, seed=ctx.seed + 1, device=dev)
+    tc = TrainConfig(max_iters=cfg.max_iters, lr=cfg.lr, min_lr=cfg.lr / 10, warmup_iters=cfg.warmup_iters,
+                     eval_interval=cfg.eval_interval, eval_iters=cfg.eval_iters, ckpt_interval=cfg.ckpt_interval,
+                     dtype=cfg.dtype, compile=cfg.compile)
+    ckpt = ctx.cache_dir() / "pretrain.pt"
+    start = load_checkpoint(ckpt)["iter"] + 1 if cfg.resume and ckpt.is_file() else 0
+    t0 = time.perf_counter()
+    res = train(model, tb, vb, tc, dev, ctx.tracker, ckpt_path=ckpt, resume=cfg.resume, show_progress=not ctx.quick)
+    wall = time.perf_counter() - t0
+    val = td.val_tensor()[: cfg.val_tokens + 1]
+    val_loss = full_split_loss(model, val, cfg.block_size, 16, dev, cfg.dtype)
+    bpb = corpus.bits_per_byte(val_loss, td.val_bytes_per_token)
+    n = model.num_params()
+    tokens = (res.final_iter + 1 - start) * res.tokens_per_iter
+    t_save = time.perf_counter()
+    torch.save(model.state_dict(), ctx.cache_dir() / "timing.pt")  # one extra save, timed for the table
+    t_save = time.perf_counter() - t_save
+
+    d.section("The run")
+    d.text(f"{n:,}-parameter GPT ({cfg.n_layer} layers × {cfg.n_embd}, block {cfg.block_size}, vocab "
+           f"{cfg.vocab_size}) on {td.train_tokens:,} training tokens ({td.train_bytes / 1e6:.1f} MB of text); "
+           f"checkpoint every {cfg.ckpt_interval} steps to `{ckpt.relative_to(ctx.out)}` (atomic: written to a "
+           f"temporary file, then renamed). {'Resumed at step ' + str(start) + '. ' if start else ''}"
+           "Curves: `make tensorboard` (logs under `logs/day25/`).")
+    chinchilla = 20 * n
+    d.table([{"steps": f"{start}–{res.final_iter}", "tokens trained": f"{tokens:,}",
+              "tokens/s": f"{res.tokens_per_s:,.0f}", "wall (s)": round(wall, 1),
+              "val loss (nats/token)": val_loss, "val bits/byte": bpb,
+              "checkpoint MB": round(ckpt.stat().st_size / 1e6, 1), "save (s)": round(t_save, 2)}])
+    d.text(f"The compute-optimal budget of about 20 tokens per parameter would be {chinchilla / 1e6:.0f}M tokens: "
+           f"this run covered {100 * tokens / chinchilla:.2f}% of it; at the measured {res.tokens_per_s:,.0f} tokens/s "
+           f"the whole budget would take {chinchilla / res.tokens_per_s / 3600:.3g} hours on this machine.")
+    curves = {"train (fixed batches)": (res.history["step"], res.history["train"]),
+              "val (fixed batches)": (res.history["step"], res.history["val"]),
+              "train (batch)": (res.train_log["step"], res.train_log["loss"])}
+    d.image(plotting.lines(ctx.plot_path("loss"), curves, "step", "loss (nats/token)", "Pretraining loss"),
+            "Loss along the run (the same scalars are in TensorBoard)")
+    prompt = torch.tensor([td.sp.encode("Once upon a time")], device=dev)
+    g = torch.Generator(device=dev).manual_seed(ctx.seed)
+    out = generate(model, prompt, min(40, cfg.block_size - prompt.shape[1]), temperature=0.8, top_k=50, generator=g)
+    d.text("A sample (temperature 0.8, top-k 50): “" + td.sp.decode(out[0].tolist()).replace("\n", " ⏎ ") + "”")
+
+    metrics = {"params": n, "tokens_trained": tokens, "tokens_per_s": round(res.tokens_per_s),
+               "val_loss": round(val_loss, 4), "val_bpb": round(bpb, 4),
+               "checkpoint_mb": round(ckpt.stat().st_size / 1e6, 2)}
+    if not cfg.kr_steps:
+        return metrics
+    d.section("Kill and resume")
+    kr = kill_and_resume(cfg, td, ctx.cache_dir() / "kill_resume", ctx.seed)
+    same = kr["losses_equal"] and kr["weights_equal"]
+    fate = f"was SIGKILLed after logging step {kr['last_step_before_kill']}" if kr["killed"] else \
+        "FINISHED BEFORE THE KILL"
+    d.text(f"Worker A trained {cfg.kr_steps} steps uninterrupted. Worker B, same seed, {fate}; "
+           f"its last checkpoint was step {kr['ckpt_step']}, so the restarted process went on from step "
+           f"{kr['resumed_from']} (the {kr['last_step_before_kill'] - kr['ckpt_step']} steps after the checkpoint "
+           f"are recomputed). Per-step losses after the restart {'equal' if kr['losses_equal'] else 'DIFFER FROM'} "
+           f"A's bit for bit, and the final weights are {'identical' if kr['weights_equal'] else 'DIFFERENT'}. "
+           f"Temporary files left by the kill: {', '.join(kr['leftover_tmp']) or 'none'}.")
+    series = {"A: uninterrupted": (list(kr["full"]), list(kr["full"].values())),
+              "B: before the kill": (list(kr["killed_log"]), list(kr["killed_log"].values())),
+              "B: after the restart": (list(kr["resumed"]), list(kr["resumed"].values()))}
+    d.image(plotting.lines(ctx.plot_path("kill_resume"), series, "step", "train loss (batch)",
+                           "Killed and resumed vs uninterrupted", vline=(kr["ckpt_step"], "checkpoint used")),
+            "The restarted run lies exactly on the uninterrupted one")
+    return {**metrics, "killed": kr["killed"], "resume_losses_equal": kr["losses_equal"],
+            "resume_weights_equal": kr["weights_equal"], "resume_exact": same}
+
+
+if __name__ == "__main__":
+    raise SystemExit(runner.cli(DAY, Config, PRESETS, main))

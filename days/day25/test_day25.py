@@ -1,0 +1,58 @@
+"""Day 25: the pretraining run resumes exactly — across real process kills and across invocations."""
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from common import ROOT, corpus, runner
+from days.day25 import run
+from days.day25.worker import read_log
+
+
+@pytest.fixture
+def corpus_data(require_data):
+    for name, file in corpus.SOURCES:
+        require_data(name, file)
+
+
+def test_default_shape_is_the_pretrain_cpu_config_of_day24():
+    yaml = OmegaConf.load(ROOT / "days" / "day24" / "configs" / "pretrain_cpu.yaml")
+    cfg = run.Config()
+    for k in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size"):
+        assert getattr(cfg, k) == yaml[k], k
+    assert cfg.kr_ckpt_interval < cfg.kr_kill_after < cfg.kr_steps  # the kill lands after a checkpoint
+
+
+def test_gpu_preset_is_in_the_20_to_50M_range():
+    import torch
+
+    from common.model import GPT, gpt_config_for
+
+    cfg = run.Config(**run.PRESETS["gpu"])
+    with torch.device("meta"):
+        n = GPT(gpt_config_for(cfg, vocab_size=cfg.vocab_size)).num_params()
+    assert 20e6 <= n <= 50e6
+
+
+def test_read_log_skips_a_line_cut_by_the_kill(tmp_path):
+    p = tmp_path / "log.jsonl"
+    p.write_text(json.dumps({"step": 0, "loss": 2.5}) + "\n" + json.dumps({"step": 1, "loss": 2.4}) + "\n{\"st")
+    assert read_log(p) == {0: 2.5, 1: 2.4}
+    assert read_log(tmp_path / "missing.jsonl") == {}
+
+
+def test_quick_run_kills_a_worker_and_resumes_it_exactly(tmp_path, corpus_data):
+    s = runner.quick(run, tmp_path)
+    m = s["metrics"]
+    assert m["killed"] and m["resume_losses_equal"] and m["resume_weights_equal"]
+    assert m["tokens_trained"] == 30 * 4 * 32
+    assert (tmp_path / "plots" / "day25_kill_resume.png").is_file()
+    assert list((tmp_path / "logs" / "day25").glob("*/events.out.tfevents.*"))  # TensorBoard curves
+
+
+def test_a_second_invocation_with_resume_continues_the_first(tmp_path, corpus_data):
+    runner.quick(run, tmp_path, kr_steps=0, max_iters=20)
+    s = runner.quick(run, tmp_path, kr_steps=0, max_iters=30, resume=True)
+    assert s["metrics"]["tokens_trained"] == 10 * 4 * 32  # steps 20-29 only
+    assert "Resumed at step 20" in (tmp_path / "deliverable.md").read_text()
