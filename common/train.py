@@ -238,6 +238,7 @@ def train(model, train_batches, val_batches, cfg: TrainConfig, device, tracker=N
 
     last = min(cfg.max_iters, stop_at + 1 if stop_at is not None else cfg.max_iters)
     bar = progress(range(start, last), desc="train", disable=None if show_progress else True)
+    optimizer.zero_grad(set_to_none=True)  # gradients left on the model by earlier code must not leak in
     for it in bar:
         lr = lr_at(it, cfg)
         for group in optimizer.param_groups:

@@ -14,9 +14,23 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import re
 from pathlib import Path
 
 from common import config, curriculum
+
+
+def latex_balanced(text: str) -> bool:
+    """Every $$...$$ and $...$ in a Markdown page opens and closes (code spans excluded)."""
+    text = re.sub(r"`[^`]*`", "", text)
+    display = text.count("$$")
+    return display % 2 == 0 and text.replace("$$", "").count("$") % 2 == 0
+
+
+def reference_metrics(root: Path, day: int) -> dict:
+    """The metrics of a day's committed reference run ({} when the day has none yet)."""
+    p = root / "days" / f"day{day:02d}" / "reference.json"
+    return json.loads(p.read_text())["metrics"] if p.is_file() else {}
 
 
 def markers(sprint: int) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import runner, wrap
+from common.wrap import latex_balanced
 
 DAY = 20
 SPRINT = 2
@@ -26,13 +27,6 @@ class Config:
 
 
 PRESETS = {"nano": {}, "cpu": {}, "gpu": {}}
-
-
-def latex_balanced(text: str) -> bool:
-    """Every $$...$$ and $...$ opens and closes (code spans excluded)."""
-    text = re.sub(r"`[^`]*`", "", text)
-    display = text.count("$$")
-    return display % 2 == 0 and text.replace("$$", "").count("$") % 2 == 0
 
 
 def glossary_terms(text: str) -> list[str]:

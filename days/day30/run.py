@@ -1,0 +1,133 @@
+"""Day 30: Sprint 3 wrap — the best pretraining recipe saved, the README results, the cheat sheet checked.
+
+The shared wrap (`common/wrap.py`, as on days 10 and 20) exports every Sprint 3 config and rewrites
+the README block between `<!-- sprint3-results:begin -->` and `<!-- sprint3-results:end -->`. Then
+the day assembles `best_config.yaml`: each choice (shape, vocabulary, schedule, micro-batch, token
+budget, patience) is read from the committed reference run of the day that decided it, with the
+evidence next to it; the file is checked by building the model and the TrainConfig from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from common import atomic, runner, wrap
+from common.model import GPT, GPTConfig
+from common.train import TrainConfig, lr_at
+from common.wrap import latex_balanced, reference_metrics
+
+DAY = 30
+SPRINT = 3
+HERE = Path(__file__).resolve().parent
+SHAPE = "pretrain_27m"          # the day-24 shape the GPU preset of day 25 trains
+
+
+@dataclass
+class Config:
+    days: str = "21-29"
+    update_readme: bool = True
+
+
+PRESETS = {"nano": {}, "cpu": {}, "gpu": {}}
+
+
+def _pick(root: Path, day: int, key: str, default, how: str) -> tuple:
+    """(value, evidence) from a day's reference metrics, or the default with the reason it was used."""
+    m = reference_metrics(root, day)
+    if key in m:
+        return m[key], f"day {day}: {how} (`{key}` = {m[key]})"
+    return default, f"default: day {day} has no reference value `{key}` yet"
+
+
+def best_recipe(root: Path) -> tuple[dict, list[dict]]:
+    """The recipe ({model, train, data}) and one evidence row per decision."""
+    from days.day29.run import Config as Day29
+    from days.day29.run import schedules
+
+    model = OmegaConf.to_container(OmegaConf.load(root / "days" / "day24" / "configs" / f"{SHAPE}.yaml"))
+    rows = [{"choice": "model shape", "value": f"{SHAPE}: {model['n_layer']}×{model['n_embd']}, block "
+             f"{model['block_size']}", "evidence": "day 24: the 20–50M shape day 25's gpu preset trains"}]
+    vocab, why = _pick(root, 27, "best_vocab_fixed_compute", model["vocab_size"],
+                       "lowest bits per byte at equal training FLOPs")
+    model["vocab_size"] = int(vocab)
+    rows.append({"choice": "vocabulary", "value": int(vocab), "evidence": why})
+    sched, why = _pick(root, 29, "best_schedule", "cosine", "lowest final validation loss, same budget")
+    d29 = Day29()
+    train = {"lr": 1e-3, "min_lr": 1e-4, "weight_decay": 0.1, "grad_clip": 1.0, "dtype": "bfloat16",
+             "compile": True, "eval_interval": 250}
+    over = {k: v for k, v in schedules(d29).items()}[sched]
+    # day 29's warm-up/decay lengths are fractions of its run: keep the fractions, scale to this one
+    train.update({k: v for k, v in over.items() if k in ("schedule", "decay_frac")})
+    rows.append({"choice": "schedule", "value": sched, "evidence": why})
+    setting, why = _pick(root, 28, "best_setting", "1x32", "highest tokens/s at a constant effective batch (CPU)")
+    micro, accum = (int(x) for x in str(setting).split("x"))
+    rows.append({"choice": "micro-batch × accumulation", "value": f"{micro}×{accum}", "evidence": why})
+    n = count_params(GPTConfig(**model))
+    tokens, why = _pick(root, 23, "budget_27m_tokens", 20 * n, "the token budget day 23 set for the 27M model")
+    seq = micro * accum * model["block_size"]
+    train["max_iters"] = max(1, round(int(tokens) / seq))
+    train["warmup_iters"] = max(1, round(train["max_iters"] * over["warmup_iters"] / d29.max_iters))
+    train["grad_accum"] = accum
+    rows.append({"choice": "training tokens", "value": f"{int(tokens):,} ({train['max_iters']:,} steps of {seq:,})",
+                 "evidence": why})
+    from days.day26.run import Config as Day26
+
+    train["early_stop_patience"] = Day26().patience
+    rows.append({"choice": "early stopping", "value": f"patience {train['early_stop_patience']}",
+                 "evidence": "day 26: the best checkpoint is kept; patience counts evaluations"})
+    return {"model": model, "train": train, "data": {"micro_batch": micro, "tokenizer": f"sp{int(vocab)} bpe"}}, rows
+
+
+def count_params(cfg: GPTConfig) -> int:
+    with torch.device("meta"):  # shapes only, no memory
+        return GPT(cfg).num_params()
+
+
+def check_recipe(recipe: dict) -> dict:
+    """Build the model and TrainConfig from the recipe: the file must be usable, not just readable."""
+    cfg = GPTConfig(**recipe["model"])
+    tc = TrainConfig(**recipe["train"])
+    n = count_params(cfg)
+    lrs = [lr_at(i, tc) for i in range(0, tc.max_iters, max(1, tc.max_iters // 50))]
+    return {"params": n, "in_range": 20e6 <= n <= 50e6, "peak_lr": max(lrs),
+            "fields_known": set(recipe["train"]) <= {f.name for f in dataclasses.fields(TrainConfig)}}
+
+
+def main(cfg: Config, ctx: runner.Context) -> dict:
+    d = ctx.deliverable
+    lo, _, hi = cfg.days.partition("-")
+    metrics = wrap.run_wrap(ctx, SPRINT, list(range(int(lo), int(hi or lo) + 1)), cfg.update_readme)
+
+    recipe, rows = best_recipe(ctx.root)
+    full = ctx.out == ctx.root
+    path = (HERE if full else ctx.out) / "best_config.yaml"
+    header = ("# Sprint 3's best pretraining recipe, assembled by `make day 30` from the days' reference runs.\n"
+              "# Each choice and its evidence: days/day30/deliverable.md. model: GPTConfig fields; train: TrainConfig\n"
+              "# fields; data: batch and tokenizer. Load with OmegaConf.load(path).\n")
+    atomic.write_text(path, header + OmegaConf.to_yaml(OmegaConf.create(recipe)))
+    loaded = OmegaConf.to_container(OmegaConf.load(path))
+    check = check_recipe(loaded)
+    d.section("The best configuration")
+    d.table(rows)
+    d.text(f"Saved to `{path.name}`. Reloaded, it builds a {check['params']:,}-parameter GPT "
+           f"({'inside' if check['in_range'] else 'OUTSIDE'} the 20–50M target) and a valid TrainConfig "
+           f"({recipe['train']['max_iters']:,} steps, peak learning rate {check['peak_lr']:g}). Choices made on "
+           "this CPU (the micro-batch) should be re-measured on the GPU that runs the recipe.")
+
+    sheet = (HERE / "cheatsheet.md").read_text(encoding="utf-8")
+    d.section("Cheat sheet")
+    d.text(f"[cheatsheet.md](cheatsheet.md): {sheet.count('$$') // 2} display formulas; LaTeX delimiters "
+           f"{'balanced' if latex_balanced(sheet) else 'NOT BALANCED'}.")
+    return {**metrics, "best_params": check["params"], "best_in_range": check["in_range"],
+            "best_vocab": recipe["model"]["vocab_size"], "best_schedule": recipe["train"]["schedule"],
+            "best_steps": recipe["train"]["max_iters"], "config_usable": check["fields_known"],
+            "cheatsheet_balanced": latex_balanced(sheet)}
+
+
+if __name__ == "__main__":
+    raise SystemExit(runner.cli(DAY, Config, PRESETS, main))
