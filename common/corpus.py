@@ -90,11 +90,16 @@ def _key(**settings) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def eol_id(sp) -> int:
+    """The token that ends every line in the shards (the user-defined "\n" piece; eos as a fallback)."""
+    return sp.piece_to_id("\n") if sp.piece_to_id("\n") != sp.unk_id() else sp.eos_id()
+
+
 def _encode(sp, lines: list[str]):
     import numpy as np
 
     # one end-of-line token between lines, so documents do not run into each other unmarked
-    eol = sp.piece_to_id("\n") if sp.piece_to_id("\n") != sp.unk_id() else sp.eos_id()
+    eol = eol_id(sp)
     out = []
     for ids in sp.encode(lines):
         out.extend(ids)

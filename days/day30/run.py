@@ -52,10 +52,11 @@ def best_recipe(root: Path) -> tuple[dict, list[dict]]:
     model = OmegaConf.to_container(OmegaConf.load(root / "days" / "day24" / "configs" / f"{SHAPE}.yaml"))
     rows = [{"choice": "model shape", "value": f"{SHAPE}: {model['n_layer']}×{model['n_embd']}, block "
              f"{model['block_size']}", "evidence": "day 24: the 20–50M shape day 25's gpu preset trains"}]
-    vocab, why = _pick(root, 27, "best_vocab_fixed_compute", model["vocab_size"],
+    vocab, why = _pick(root, 27, "best_vocab_compute", model["vocab_size"],
                        "lowest bits per byte at equal training FLOPs")
-    model["vocab_size"] = int(vocab)
-    rows.append({"choice": "vocabulary", "value": int(vocab), "evidence": why})
+    vocab = int(str(vocab)[:-1]) * 1000 if str(vocab).endswith("k") else int(vocab)  # day 27 labels: "16k"
+    model["vocab_size"] = vocab
+    rows.append({"choice": "vocabulary", "value": vocab, "evidence": why})
     sched, why = _pick(root, 29, "best_schedule", "cosine", "lowest final validation loss, same budget")
     d29 = Day29()
     train = {"lr": 1e-3, "min_lr": 1e-4, "weight_decay": 0.1, "grad_clip": 1.0, "dtype": "bfloat16",

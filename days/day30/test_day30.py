@@ -20,7 +20,7 @@ def _fake_root(tmp_path, metrics_by_day):
 
 
 def test_recipe_follows_the_reference_runs(tmp_path):
-    root = _fake_root(tmp_path, {27: {"best_vocab_fixed_compute": 8000}, 28: {"best_setting": "4x8"},
+    root = _fake_root(tmp_path, {27: {"best_vocab_compute": "8k"}, 28: {"best_setting": "4x8"},
                                  29: {"best_schedule": "cosine"}, 23: {"budget_27m_tokens": 1_000_000}})
     recipe, rows = run.best_recipe(root)
     assert recipe["model"]["vocab_size"] == 8000 and recipe["train"]["schedule"] == "cosine"
