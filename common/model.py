@@ -206,3 +206,8 @@ def flops_per_token(cfg, seq_len=None, training=True):
     matmul_weights = L * (C * qkv_out + C * C + C * MLP_ACTS[cfg.mlp][0] * hidden + hidden * C) + V * C
     forward = 2 * matmul_weights + L * 4 * T * C
     return 3 * forward if training else forward
+
+
+def non_embedding_params(cfg) -> int:
+    """Parameters outside the token table(s) and the learned position table (Kaplan's N, day 23)."""
+    return count_params_formula(cfg, non_embedding=True) - cfg.vocab_size * cfg.n_embd * (1 if cfg.tie_weights else 2)

@@ -6,6 +6,7 @@ GitHub width), saved atomically as PNG. Each helper returns the path it wrote.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -100,4 +101,20 @@ def bars(path, labels, values, ylabel: str, title: str = "", errors=None, xlabel
                   ha="right" if max(map(len, map(str, labels))) > 8 else "center")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def loglog(path, points: dict, curves: dict, xlabel: str, title: str) -> Path:
+    """Measured points per series with the fitted curve of the same colour; extra curves dashed."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.8))
+    colors = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    for (label, (x, y)), color in zip(points.items(), colors):
+        ax.plot(x, y, "o", color=color, label=label)
+        if label in curves:
+            ax.plot(*curves[label], "-", color=color, alpha=0.6)
+    for label in [k for k in curves if k not in points]:
+        ax.plot(*curves[label], "k--", label=label)
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="val loss (nats/token)", title=title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     return _save(fig, path)

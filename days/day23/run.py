@@ -1,0 +1,223 @@
+"""Day 23: scaling laws — small runs across model sizes and token budgets, a fitted L(N, D), and a budget.
+
+Every (size, budget) pair is its own run whose warm-up + cosine schedule ends at its budget (as in
+Chinchilla: a long cosine stopped early is not the same as a short one run to its end), scored on the
+same fixed prefix of the validation split. N counts non-embedding parameters (no token or position
+table), D the tokens seen. The run fits Chinchilla's L(N, D) = E + A/N^alpha + B/D^beta by a Huber loss
+on log L (batched Adam from a grid of starts, then L-BFGS), reports its error on the fitted points and
+leave-one-out, derives the compute-optimal split of C = 6ND, and budgets day 24's 27M and 42M shapes:
+tokens, FLOPs, hours on this machine from a measured throughput, hours on one GPU from a stated assumption.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from common import bench, corpus, data, plotting, runner
+from common.model import GPT, GPTConfig, count_params_formula, flops_per_token, non_embedding_params
+from common.scaling import compute_optimal, fit_law, leave_one_out, optimal_tokens, predict
+from common.train import TrainConfig, autocast, full_split_loss, train
+
+DAY = 23
+SHAPES = Path(__file__).resolve().parents[1] / "day24" / "configs"  # day 24's committed GPTConfig YAMLs
+
+
+@dataclass
+class Config:
+    vocab: int = 2048                  # small BPE vocabulary, so the token table is a minor share of tiny models
+    sizes: str = "2x32,2x64,3x96,4x128"  # n_layer x n_embd per model (heads of `head_size` dims)
+    steps: str = "400,800,1600"        # token budgets in optimizer steps; each (size, budget) is its own cosine
+    batch_size: int = 4                # small batches: more steps per token, so tiny models leave the plateau sooner
+    block_size: int = 64               # tokens per step = batch_size * block_size
+    head_size: int = 32
+    lr: float = 3e-3                   # one peak for all sizes: a 400-step probe put 2x32's and 4x128's best near it
+    val_tokens: int = 32768            # the fixed validation prefix every run is scored on
+    corpus_bytes: int = 0              # 0 = whole corpus; quick runs take a slice of each source
+    huber_delta: float = 1e-3          # Chinchilla's delta on log-loss residuals: near-L1, robust to an odd run
+    fit_steps: int = 800               # batched Adam steps over the grid of starts, before L-BFGS
+    budgets: str = "pretrain_27m,pretrain_42m"  # day 24 shapes to budget
+    bench_batch: int = 2               # timing those shapes: forward + backward at this batch ...
+    bench_seq: int = 256               # ... and context, on this machine
+    bench_repeats: int = 3
+    gpu_peak_tflops: float = 989.0     # ASSUMED, not measured: H100 SXM dense bf16 peak (datasheet)
+    gpu_mfu: float = 0.4               # ASSUMED: the fraction of that peak a good training loop sustains
+
+
+PRESETS = {"nano": dict(vocab=320, sizes="1x16,1x32,2x32", steps="6,12,24", batch_size=4, block_size=32,
+                        val_tokens=2048, corpus_bytes=80_000, fit_steps=150, bench_batch=1, bench_seq=16,
+                        bench_repeats=1),
+           "cpu": {},
+           "gpu": dict(sizes="4x128,4x256,6x384,8x512", steps="250,500,1000", batch_size=32, block_size=256, lr=1e-3,
+                       val_tokens=262144, bench_batch=16, bench_seq=512, bench_repeats=5)}
+
+
+def parse_sizes(spec: str) -> list[tuple[int, int]]:
+    """"2x32,4x128" -> [(2, 32), (4, 128)] as (n_layer, n_embd)."""
+    return [tuple(int(v) for v in s.split("x")) for s in spec.split(",")]
+
+
+def measure_shape(c: GPTConfig, batch: int, seq: int, repeats: int, device) -> float:
+    """Training FLOP/s of shape `c` here: forward + backward at (batch, seq), FLOPs from `flops_per_token`."""
+    torch.manual_seed(0)
+    model = GPT(c).to(device)
+    x = torch.randint(0, c.vocab_size, (batch, seq), device=device)
+    dtype = "bfloat16" if device.type == "cuda" else "float32"
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        with autocast(device, dtype):
+            _, loss = model(x, x)
+        loss.backward()
+
+    t = bench.time_fn(step, warmup=1, repeats=repeats, device=device)
+    return batch * seq * flops_per_token(c, seq) / t.median
+
+
+def train_grid(cfg: Config, ctx: runner.Context, td) -> list[dict]:
+    """One run per (size, budget), each with its own warm-up + cosine ending at its budget; scored on `val_tokens`."""
+    dev, val, per_step = ctx.device, td.val_tensor()[: cfg.val_tokens + 1], cfg.batch_size * cfg.block_size
+    runs = []
+    for (n_layer, n_embd), steps in itertools.product(parse_sizes(cfg.sizes), (int(s) for s in cfg.steps.split(","))):
+        c = GPTConfig(vocab_size=td.vocab_size, block_size=cfg.block_size, n_layer=n_layer, n_embd=n_embd,
+                      n_head=max(1, n_embd // cfg.head_size))
+        torch.manual_seed(ctx.seed)
+        model = GPT(c).to(dev)
+        tc = TrainConfig(max_iters=steps, lr=cfg.lr, min_lr=cfg.lr / 10, warmup_iters=max(1, steps // 10),
+                         eval_interval=0, eval_iters=1, log_interval=max(1, steps // 10))
+        loaders = [data.StreamingLoader(s, cfg.block_size, cfg.batch_size, seed=ctx.seed, device=dev)
+                   for s in (td.train, td.val)]  # same seed: a longer budget reads a superset of a shorter one
+        res = train(model, *loaders, tc, dev, show_progress=not ctx.quick)
+        loss = full_split_loss(model, val, cfg.block_size, 64, dev)
+        ctx.tracker.log(f"val_loss/{n_layer}x{n_embd}", loss, steps * per_step)
+        fpt = flops_per_token(c)
+        runs.append({"model": f"{n_layer}x{n_embd}", "N": non_embedding_params(c), "N total": count_params_formula(c),
+                     "D": steps * per_step, "steps": steps, "val loss": loss, "FLOPs/token": fpt,
+                     "counted / 6N": fpt / (6 * non_embedding_params(c)), "tok/s": res.tokens_per_s,
+                     "GFLOP/s": res.tokens_per_s * fpt / 1e9})
+    return runs
+
+
+def main(cfg: Config, ctx: runner.Context) -> dict:
+    d, dev = ctx.deliverable, ctx.device
+    td = corpus.token_data(cfg.vocab, cache=ctx.cache_dir("tokens"), corpus_bytes=cfg.corpus_bytes)
+    t0 = time.perf_counter()
+    runs = train_grid(cfg, ctx, td)
+    grid_s = time.perf_counter() - t0
+    N, D, L = (np.array([r[k] for r in runs], dtype=float) for k in ("N", "D", "val loss"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the fit's tensors are tiny: a second thread only adds overhead
+    t0 = time.perf_counter()
+    fit = fit_law(N, D, L, cfg.huber_delta, cfg.fit_steps)
+    loo, loo_fits = leave_one_out(N, D, L, delta=cfg.huber_delta, steps=cfg.fit_steps)
+    fit_s = time.perf_counter() - t0
+    torch.set_num_threads(threads)
+    pred = predict(fit, N, D)
+    for r, p, q in zip(runs, pred, loo):
+        r["fit"], r["LOO pred"] = float(p), float(q)
+    err = {"fit_rmse": np.sqrt(np.mean((pred - L) ** 2)), "fit_max_rel_err": np.max(np.abs(pred / L - 1)),
+           "loo_rmse": np.sqrt(np.mean((loo - L) ** 2)), "loo_max_rel_err": np.max(np.abs(loo / L - 1))}
+    spread = {k: (min(f[k] for f in loo_fits), max(f[k] for f in loo_fits)) for k in ("E", "A", "alpha", "B", "beta")}
+
+    d.section("The grid")
+    d.text(f"SentencePiece BPE, {td.vocab_size} tokens ({td.val_bytes_per_token:.2f} bytes/token on val); the largest "
+           f"budget reads {D.max() / td.train_tokens:.2f} epochs of the {td.train_tokens:,} train tokens. "
+           f"{cfg.batch_size} × {cfg.block_size} tokens per step; AdamW, peak lr {cfg.lr:g}, 10% warm-up, cosine to "
+           f"lr/10 at each run's own budget; {grid_s:.0f} s for all {len(runs)} runs. Scored on the first "
+           f"{cfg.val_tokens:,} validation tokens, the same for every run. **N = non-embedding parameters** (the tied "
+           "token table and the position table excluded), **D = tokens seen**. *FLOPs/token* is `flops_per_token` "
+           f"(every matmul, the output layer's V·C included, and attention at T = {cfg.block_size}, × 3 for training); "
+           "*counted / 6N* is how far the 6N rule is off; GFLOP/s = measured tokens/s × FLOPs/token. *fit*: the law "
+           "below; *LOO pred*: the same fit without that run.")
+    d.table(runs)
+
+    d.section("The fit: L(N, D) = E + A / N^α + B / D^β")
+    d.table([{"parameter": k, "fit": fit[k], "LOO min": lo, "LOO max": hi} for k, (lo, hi) in spread.items()])
+    expo = fit["beta"] / (fit["alpha"] + fit["beta"])
+    n_big, d_big = compute_optimal(fit, 6 * N.max() * D.max())
+    d.text(f"Huber loss (δ = {cfg.huber_delta:g}) on log L, Adam from a grid of starts, the best polished by L-BFGS "
+           f"({fit_s:.1f} s with the {len(runs)} leave-one-out refits). Fitted runs: RMSE {err['fit_rmse']:.4f} nats, "
+           f"max relative error {err['fit_max_rel_err']:.2%}. Leave-one-out: RMSE {err['loo_rmse']:.4f} nats, max "
+           f"relative error {err['loo_max_rel_err']:.2%}. Compute-optimal at C = 6ND: N_opt ∝ C^{expo:.3f}, D_opt ∝ "
+           f"C^{1 - expo:.3f} (Chinchilla: both ≈ 0.5); at the largest run's compute the optimum is {n_big:,.0f} "
+           f"parameters on {d_big:,.0f} tokens ({d_big / n_big:.3g} tokens per parameter).")
+    by_size: dict[str, list] = {}
+    for r in runs:
+        by_size.setdefault(r["model"], []).append(r)
+    pts = {m: ([r["D"] for r in rs], [r["val loss"] for r in rs]) for m, rs in by_size.items()}
+    dd = np.geomspace(D.min() / 2, D.max() * 4, 40)
+    d.image(plotting.loglog(ctx.plot_path("loss_vs_tokens"), pts, {m: (dd, predict(fit, rs[0]["N"], dd))
+                   for m, rs in by_size.items()}, "tokens seen D", "Final val loss per model size, with the fit"),
+            "Loss against tokens, one colour per size; lines: the fitted L(N, D)")
+    cc = np.geomspace((6 * N * D).min() / 4, (6 * N * D).max() * 16, 40)
+    pts = {m: ([6 * r["N"] * r["D"] for r in rs], [r["val loss"] for r in rs]) for m, rs in by_size.items()}
+    curves = {m: (6 * rs[0]["N"] * dd, predict(fit, rs[0]["N"], dd)) for m, rs in by_size.items()}
+    curves["the fit's compute-optimal frontier"] = (cc, predict(fit, *compute_optimal(fit, cc)))
+    d.image(plotting.loglog(ctx.plot_path("loss_vs_compute"), pts, curves, "C = 6ND (FLOPs, N non-embedding)",
+                   "Loss against compute"), "Every run at its compute, with its size's fitted curve; dashed: the "
+            "fit's lowest loss at each compute (its envelope)")
+
+    d.section("Budget for a 20–50M model")
+    gpu_rate, rows, metrics = cfg.gpu_peak_tflops * 1e12 * cfg.gpu_mfu, [], {}
+    for name in cfg.budgets.split(","):
+        c = GPTConfig(**OmegaConf.to_container(OmegaConf.load(SHAPES / f"{name}.yaml")))
+        n_tot, n_ne, fpt = count_params_formula(c), non_embedding_params(c), flops_per_token(c)
+        rate = measure_shape(c, cfg.bench_batch, cfg.bench_seq, cfg.bench_repeats, dev)
+        for rule, tokens in (("20 × params", 20 * n_tot), ("fit's optimum", optimal_tokens(fit, n_ne))):
+            loss = float(predict(fit, n_ne, tokens))
+            rows.append({"shape": name, "params": n_tot, "N (non-emb)": n_ne, "tokens rule": rule, "tokens": tokens,
+                         "6ND": 6 * n_tot * tokens, "FLOPs counted": fpt * tokens,
+                         f"{dev.type} GFLOP/s (measured)": rate / 1e9, f"{dev.type} hours": fpt * tokens / rate / 3600,
+                         "GPU hours (ASSUMED)": fpt * tokens / gpu_rate / 3600, "fit's loss (extrapolated)": loss,
+                         "bits/byte": corpus.bits_per_byte(loss, td.val_bytes_per_token)})
+        r, k = rows[-2], name.replace("pretrain_", "")
+        metrics.update({f"budget_{k}_params": n_tot, f"budget_{k}_tokens": r["tokens"], f"budget_{k}_flops": r["6ND"],
+                        f"budget_{k}_tokens_fit": rows[-1]["tokens"], f"{k}_{dev.type}_flops_per_s": rate,
+                        f"budget_{k}_{dev.type}_hours": r[f"{dev.type} hours"], f"budget_{k}_pred_bpb": r["bits/byte"],
+                        f"budget_{k}_gpu_hours_assumed": r["GPU hours (ASSUMED)"]})
+    d.text(f"Shapes from `days/day24/configs/`. **{dev.type} hours are measured**: forward + backward of that very "
+           f"shape at {cfg.bench_batch} × {cfg.bench_seq} tokens, timed here; hours = counted FLOPs / that FLOP/s "
+           f"(the optimizer step, small at real batch sizes, left out). **The GPU hours are an ASSUMPTION, not a "
+           f"measurement**: one H100 at {cfg.gpu_peak_tflops:g} TFLOP/s dense bf16 peak × {cfg.gpu_mfu:.0%} MFU = "
+           f"{gpu_rate / 1e12:.0f} TFLOP/s. The loss extrapolates the fit far past its runs (N ≤ {int(N.max()):,}, "
+           f"D ≤ {int(D.max()):,}) in nats per {td.vocab_size}-vocabulary token; bits/byte compares across "
+           "tokenizers, but the real shapes' 16k/32k vocabularies were never seen by the fit.")
+    d.table(rows)
+
+    big = int(np.argmax(N * D))
+    model_term, data_term = fit["A"] / N[big] ** fit["alpha"], fit["B"] / D[big] ** fit["beta"]
+    loose = [k for k, (lo, hi) in spread.items() if hi > 1.5 * lo]
+    r0 = rows[0]
+    tpp = rows[1]["tokens"] / r0["params"]  # the fit's tokens per parameter for the first shape
+    lines = [f"The law fits the {len(runs)} runs to within {err['fit_max_rel_err']:.1%}; predicting each run from the "
+             f"others, the worst error is {err['loo_max_rel_err']:.1%}"
+             + (", several times the in-sample error." if err["loo_max_rel_err"] > 2 * err["fit_max_rel_err"] else "."),
+             (f"The leave-one-out refits move {', '.join(loose)} by more than 1.5×: the grid does not pin "
+              f"{'them' if len(loose) > 1 else 'it'} down, so read the trends, not the constants."
+              if loose else "Every constant stays within 1.5× across the leave-one-out refits."),
+             f"At the largest run ({runs[big]['model']}, {int(D[big]):,} tokens) the model term A/N^α is "
+             f"{model_term:.3f} nats and the data term B/D^β {data_term:.3f}: "
+             f"{'more tokens' if data_term > model_term else 'more parameters'} would help it more.",
+             f"For {r0['shape']} the fit's compute-optimal budget is {tpp:.3g} tokens per parameter, against "
+             "Chinchilla's 20" + ("." if 1 <= tpp <= 1e4 else ": not a usable number; the fitted exponents are off."),
+             f"6N undercounts training FLOPs by {runs[0]['counted / 6N']:.1f}× for {runs[0]['model']} (the output "
+             f"layer outweighs the blocks) and by {r0['FLOPs counted'] / (6 * r0['N (non-emb)'] * r0['tokens']):.2f}× "
+             f"for {r0['shape']} ({r0['FLOPs counted'] / r0['6ND']:.2f}× with every parameter counted in N).",
+             f"{r0['shape']} on 20 tokens/param ({r0['tokens'] / 1e6:.0f}M tokens, {r0['FLOPs counted']:.2g} FLOPs) "
+             f"takes {r0[f'{dev.type} hours']:.3g} h on this {dev.type} (measured rate) and "
+             f"{r0['GPU hours (ASSUMED)']:.3g} h on one H100 (assumed rate)."]
+    d.section("Conclusions")
+    d.text("\n".join(f"- {x}" for x in lines))
+    out = {**{k: fit[k] for k in spread}, **err, "n_opt_exponent": expo, "best_val_loss": L.min(), "grid_s": grid_s,
+           "grid_gflops_per_s_max": max(r["GFLOP/s"] for r in runs), **metrics}
+    return {"n_runs": len(runs), **{k: float(f"{v:.4g}") for k, v in out.items()}}
+
+
+if __name__ == "__main__":
+    raise SystemExit(runner.cli(DAY, Config, PRESETS, main))

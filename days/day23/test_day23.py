@@ -1,0 +1,32 @@
+"""Day 23: FLOP counts add up; the budget is the arithmetic it claims (law tests: common/tests/test_scaling.py)."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from common import corpus, runner
+from common.model import GPTConfig, flops_per_token, non_embedding_params
+from days.day23 import run
+
+
+@pytest.mark.parametrize("name", ["pretrain_27m", "pretrain_42m"])
+def test_counted_flops_are_6N_plus_output_layer_plus_attention(name):
+    c = GPTConfig(**OmegaConf.to_container(OmegaConf.load(run.SHAPES / f"{name}.yaml")))
+    L, C, V, T = c.n_layer, c.n_embd, c.vocab_size, c.block_size
+    matmul_weights = non_embedding_params(c) - (2 * L + 1) * C + V * C  # norm gains do no matmul
+    assert flops_per_token(c) == 6 * matmul_weights + 3 * 4 * L * T * C
+
+
+def test_quick_run_end_to_end(tmp_path, require_data):
+    for n, f in corpus.SOURCES:
+        require_data(n, f)
+    m = runner.quick(run, tmp_path)["metrics"]
+    assert m["n_runs"] == 9 and m["fit_max_rel_err"] < 0.05
+    c = GPTConfig(**OmegaConf.to_container(OmegaConf.load(run.SHAPES / "pretrain_27m.yaml")))
+    n, tokens = m["budget_27m_params"], m["budget_27m_tokens"]
+    assert tokens == pytest.approx(20 * n, rel=1e-3)
+    assert m["budget_27m_flops"] == pytest.approx(6 * n * tokens, rel=1e-3)
+    flops = flops_per_token(c) * tokens
+    assert m["budget_27m_cpu_hours"] == pytest.approx(flops / m["27m_cpu_flops_per_s"] / 3600, rel=1e-3)
+    assert m["budget_27m_gpu_hours_assumed"] == pytest.approx(flops / (989e12 * 0.4) / 3600, rel=1e-3)
+    assert (tmp_path / "plots" / "day23_loss_vs_tokens.png").is_file()
+    assert "ASSUMPTION" in (tmp_path / "deliverable.md").read_text()
