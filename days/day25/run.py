@@ -22,7 +22,7 @@ import torch
 from common import ROOT, corpus, data, plotting, runner
 from common.generate import generate
 from common.model import GPT, gpt_config_for
-from common.train import TrainConfig, full_split_loss, load_checkpoint, train
+from common.train import TrainConfig, full_split_loss, load_checkpoint, save_checkpoint, train
 from days.day25.worker import read_log
 
 DAY = 25
@@ -123,17 +123,21 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
                      dtype=cfg.dtype, compile=cfg.compile)
     ckpt = ctx.cache_dir() / "pretrain.pt"
     start = load_checkpoint(ckpt)["iter"] + 1 if cfg.resume and ckpt.is_file() else 0
+    opt = model.configure_optimizer(tc.weight_decay, tc.lr, (tc.beta1, tc.beta2), dev.type)
     t0 = time.perf_counter()
-    res = train(model, tb, vb, tc, dev, ctx.tracker, ckpt_path=ckpt, resume=cfg.resume, show_progress=not ctx.quick)
+    res = train(model, tb, vb, tc, dev, ctx.tracker, ckpt_path=ckpt, resume=cfg.resume, show_progress=not ctx.quick,
+                optimizer=opt)
     wall = time.perf_counter() - t0
     val = td.val_tensor()[: cfg.val_tokens + 1]
     val_loss = full_split_loss(model, val, cfg.block_size, 16, dev, cfg.dtype)
     bpb = corpus.bits_per_byte(val_loss, td.val_bytes_per_token)
     n = model.num_params()
     tokens = (res.final_iter + 1 - start) * res.tokens_per_iter
+    probe = ctx.cache_dir() / "timing.pt"  # one more checkpoint exactly as train() writes them, timed
     t_save = time.perf_counter()
-    torch.save(model.state_dict(), ctx.cache_dir() / "timing.pt")  # one extra save, timed for the table
+    save_checkpoint(probe, model, opt, res.final_iter, tc)
     t_save = time.perf_counter() - t_save
+    probe.unlink()
 
     d.section("The run")
     d.text(f"{n:,}-parameter GPT ({cfg.n_layer} layers × {cfg.n_embd}, block {cfg.block_size}, vocab "
@@ -145,10 +149,15 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.table([{"steps": f"{start}–{res.final_iter}", "tokens trained": f"{tokens:,}",
               "tokens/s": f"{res.tokens_per_s:,.0f}", "wall (s)": round(wall, 1),
               "val loss (nats/token)": val_loss, "val bits/byte": bpb,
-              "checkpoint MB": round(ckpt.stat().st_size / 1e6, 1), "save (s)": round(t_save, 2)}])
+              "checkpoint MB": round(ckpt.stat().st_size / 1e6, 1), "save (s)": round(t_save, 3)}])
     d.text(f"The compute-optimal budget of about 20 tokens per parameter would be {chinchilla / 1e6:.0f}M tokens: "
            f"this run covered {100 * tokens / chinchilla:.2f}% of it; at the measured {res.tokens_per_s:,.0f} tokens/s "
            f"the whole budget would take {chinchilla / res.tokens_per_s / 3600:.3g} hours on this machine.")
+    step_s = res.tokens_per_iter / res.tokens_per_s
+    d.text(f"A checkpoint holds the weights and AdamW's two moments in float32, about 12 bytes per parameter: "
+           f"12 × {n:,} = {12 * n / 1e6:.1f} MB predicted, {ckpt.stat().st_size / 1e6:.1f} MB on disk. Writing one "
+           f"(temporary file, fsync, rename) took {t_save:.2f} s, {t_save / step_s:.2f} of a {step_s:.2f}-s "
+           "training step.")
     curves = {"train (fixed batches)": (res.history["step"], res.history["train"]),
               "val (fixed batches)": (res.history["step"], res.history["val"]),
               "train (batch)": (res.train_log["step"], res.train_log["loss"])}
