@@ -85,7 +85,7 @@ def results_section(root: Path, days: list[int], sprint: int) -> str:
         ref_path = root / "days" / f"day{n:02d}" / "reference.json"
         ref = json.loads(ref_path.read_text()) if ref_path.is_file() else None
         shown = "not run yet" if ref is None else "<br>".join(
-            f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in list(ref["metrics"].items())[:5])
+            f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in key_metrics(n, ref["metrics"]))
         lines.append(f"| {n} | {curriculum.day(n).focus} | {shown} | `make day {n}` |")
         figures += [(n, p) for p in sorted((root / "plots").glob(f"day{n:02d}_*.png"))]
     lines += ["", f"### Sprint {sprint} figures", ""]
@@ -94,6 +94,16 @@ def results_section(root: Path, days: list[int], sprint: int) -> str:
                   f"![{p.stem}](plots/{p.name})", ""]
     lines += [end]
     return "\n".join(lines)
+
+
+def key_metrics(day: int, metrics: dict, n: int = 5) -> list[tuple]:
+    """The metrics a day names in `KEY_METRICS` (its run.py), else its first `n`: what a summary shows."""
+    try:
+        keys = getattr(importlib.import_module(f"days.day{day:02d}.run"), "KEY_METRICS", None)
+    except ImportError:
+        keys = None
+    keys = [k for k in (keys or list(metrics)[:n]) if k in metrics]
+    return [(k, metrics[k]) for k in keys]
 
 
 def replace_section(text: str, section: str, sprint: int) -> str:

@@ -19,6 +19,9 @@ from common import data, plotting, runner
 from common.tokenizers import ByteBPE, train_sentencepiece
 
 DAY = 21
+# the metrics the README and sprint summaries show
+KEY_METRICS = ["sp_bpe_16k_bytes_per_token", "sp_bpe_32k_bytes_per_token", "sp_unigram_16k_bytes_per_token",
+               "zipf_s_words", "bytebpe_roundtrip"]
 CORPORA = [("tinyshakespeare", None), ("wikitext2", "train.txt"), ("tinystories", "TinyStories-train-first2MiB.txt")]
 PROBE = "Tokenizers meet naïve café owners in Zürich 🙂 — 東京 αβγ"
 

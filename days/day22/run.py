@@ -19,6 +19,8 @@ from common.model import GPT, gpt_config
 from common.tokenizers import train_sentencepiece
 
 DAY = 22
+# the metrics the README and sprint summaries show
+KEY_METRICS = ["loader_tokens_per_s_min", "model_tokens_per_s", "loader_over_model", "deterministic", "resume_exact"]
 CORPUS = [("tinyshakespeare", None), ("wikitext2", "train.txt"), ("tinystories", "TinyStories-train-first2MiB.txt")]
 
 

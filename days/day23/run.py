@@ -26,6 +26,8 @@ from common.scaling import compute_optimal, fit_law, leave_one_out, optimal_toke
 from common.train import TrainConfig, autocast, full_split_loss, train
 
 DAY = 23
+# the metrics the README and sprint summaries show
+KEY_METRICS = ["alpha", "beta", "fit_max_rel_err", "loo_max_rel_err", "budget_27m_cpu_hours"]
 SHAPES = Path(__file__).resolve().parents[1] / "day24" / "configs"  # day 24's committed GPTConfig YAMLs
 
 

@@ -26,6 +26,8 @@ from common.train import TrainConfig, full_split_loss, load_checkpoint, save_che
 from days.day25.worker import read_log
 
 DAY = 25
+# the metrics the README and sprint summaries show
+KEY_METRICS = ["params", "tokens_per_s", "val_bpb", "checkpoint_mb", "resume_exact"]
 
 
 @dataclass

@@ -21,6 +21,8 @@ from common.model import GPT, count_params_formula, flops_per_token, gpt_config_
 from common.train import TrainConfig, full_split_loss, train
 
 DAY = 27
+# the metrics the README and sprint summaries show
+KEY_METRICS = ["best_vocab_steps", "best_vocab_compute", "bpb_steps_16k", "bpb_steps_32k", "bpb_compute_32k"]
 
 
 @dataclass

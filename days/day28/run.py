@@ -23,6 +23,8 @@ from common.model import GPT, flops_per_token, gpt_config, gpt_config_for
 from common.train import TrainConfig, train
 
 DAY = 28
+# the metrics the README and sprint summaries show
+KEY_METRICS = ["best_setting", "best_tps", "best_over_worst", "amdahl_limit", "karp_flatt_serial_fraction"]
 PHASES = ("data", "forward", "backward", "optimizer")  # the record_function labels inside train()
 NANOGPT_BABY_TPS = 19_500  # nanoGPT's CPU "baby" config (vocab 65) on the reference 2-core machine (REFERENCE.md)
 

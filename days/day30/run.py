@@ -40,7 +40,8 @@ def _pick(root: Path, day: int, key: str, default, how: str) -> tuple:
     """(value, evidence) from a day's reference metrics, or the default with the reason it was used."""
     m = reference_metrics(root, day)
     if key in m:
-        return m[key], f"day {day}: {how} (`{key}` = {m[key]})"
+        shown = f"{m[key]:,.0f}" if isinstance(m[key], float) and m[key].is_integer() else m[key]
+        return m[key], f"day {day}: {how} (`{key}` = {shown})"
     return default, f"default: day {day} has no reference value `{key}` yet"
 
 
