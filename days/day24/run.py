@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from common import atomic, runner
 from common.kv_cache import kv_bytes
-from common.model import GPT, GPTConfig, count_params_formula, flops_per_token, gpt_config
+from common.model import GPT, GPTConfig, count_params_formula, flops_per_token, gpt_config, non_embedding_params
 
 DAY = 24
 # The shapes: sprint-1 presets plus sprint-3 pretraining candidates (a CPU size and GPU sizes of
@@ -41,12 +41,6 @@ class Config:
 PRESETS = {"nano": dict(shapes="nano,day07_default,baby"), "cpu": {}, "gpu": {}}
 
 
-def non_embedding(c: GPTConfig, counted: int) -> int:
-    """Parameters outside the token table(s) and the learned position table."""
-    tables = c.vocab_size * c.n_embd * (1 if c.tie_weights else 2)
-    return counted - tables - (c.block_size * c.n_embd if c.pos == "learned" else 0)
-
-
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d = ctx.deliverable
     out_dir = (ctx.root / "days" / "day24" if ctx.out == ctx.root else ctx.out) / "configs"
@@ -64,7 +58,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         rows.append({"shape": name, "layers × width": f"{c.n_layer} × {c.n_embd}", "heads (kv)":
                      f"{c.n_head} ({c.n_kv_head or c.n_head})", "vocab": c.vocab_size, "context": c.block_size,
                      "params (counted)": f"{counted:,}", "formula": "=" if counted == formula else f"≠ {formula:,}",
-                     "non-embedding": f"{non_embedding(c, counted):,}",
+                     "non-embedding": f"{non_embedding_params(c):,}",
                      "train MFLOPs/token": round(flops_per_token(c) / 1e6, 2),
                      "6N rule (MFLOPs)": round(6 * counted / 1e6, 2),
                      "KV bytes/token (bf16)": kv_bytes(c.n_layer, 1, c.n_kv_head or c.n_head, 1, hs, 2)})
