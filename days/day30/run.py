@@ -62,7 +62,7 @@ def best_recipe(root: Path) -> tuple[dict, list[dict]]:
     d29 = Day29()
     train = {"lr": 1e-3, "min_lr": 1e-4, "weight_decay": 0.1, "grad_clip": 1.0, "dtype": "bfloat16",
              "compile": True, "eval_interval": 250}
-    over = {k: v for k, v in schedules(d29).items()}[sched]
+    over = schedules(d29)[sched]
     # day 29's warm-up/decay lengths are fractions of its run: keep the fractions, scale to this one
     train.update({k: v for k, v in over.items() if k in ("schedule", "decay_frac")})
     rows.append({"choice": "schedule", "value": sched, "evidence": why})
