@@ -12,7 +12,7 @@ ARGS ?=
 JOBS ?= 2
 
 # `make day 7` / `make hours 7 read=1`: the words after the command are its arguments, not targets.
-POSITIONAL := day hours
+POSITIONAL := day hours reproduce snapshot
 ifneq ($(filter $(firstword $(MAKECMDGOALS)),$(POSITIONAL)),)
   CMD_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
   ifneq ($(strip $(CMD_ARGS)),)
@@ -26,7 +26,7 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $(STAMP)
 
-.PHONY: help venv day test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
+.PHONY: help venv day reproduce snapshot test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
 
 help: ## list the targets
 	@echo "100 Days of AI. The two commands: 'make day 1' and 'make test'."
@@ -36,6 +36,12 @@ venv: $(STAMP) ## create .venv and install requirements.txt (done automatically 
 
 day: $(STAMP) ## make day N [ARGS="--quick key=value"]: run day N, test it, record it
 	@$(PY) -m common.cli day $(CMD_ARGS) $(ARGS)
+
+reproduce: $(STAMP) ## make reproduce N | all | from=21 to=30: re-run the default, compare with reference.json
+	@$(PY) -m common.reproduce $(CMD_ARGS) $(if $(from),--from $(from)) $(if $(to),--to $(to)) $(ARGS)
+
+snapshot: $(STAMP) ## make snapshot N | all: rewrite the quick snapshots make test checks (on purpose only)
+	@$(PY) -m common.reproduce $(or $(CMD_ARGS),all) --quick --write
 
 test: $(STAMP) ## quick tests of common/ and every built day (< 10 min on 2 cores)
 	$(PY) -m pytest -n $(JOBS) -m "not slow"

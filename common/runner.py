@@ -184,8 +184,12 @@ def execute(day: int, cfg_cls, presets: dict, main: Callable, *, quick: bool = F
         print(ban, flush=True)
     ctx = Context(day, cfg, preset, dev, seed, quick, root, out, run_id, tracker, Deliverable(deliv_path), env)
     t0 = time.time()
+    module = sys.modules.get(main.__module__)
     summary = {"day": day, "run_id": run_id, "preset": preset, "seed": seed, "quick": quick,
-               "config": config.to_dict(cfg), "config_hash": chash, "env": env}
+               "config": config.to_dict(cfg), "config_hash": chash, "env": env,
+               # how `make reproduce` compares each metric (exact unless declared), and what summaries show
+               "metric_kinds": dict(getattr(module, "METRIC_KINDS", {})),
+               "key_metrics": list(getattr(module, "KEY_METRICS", []) or [])}
     try:
         metrics = main(cfg, ctx) or {}
     except BaseException as e:
@@ -199,12 +203,13 @@ def execute(day: int, cfg_cls, presets: dict, main: Callable, *, quick: bool = F
     tracker.close()
     atomic.write_text(out / "logs" / name / "LATEST", run_id + "\n")
     ref_path = root / "days" / name / "reference.json"
-    reference = _read_reference(ref_path)
-    atomic.write_text(deliv_path, _render(ctx, ban, metrics, reference, wall))
-    if update_reference:
+    if update_reference:  # written first, so the deliverable's footer describes this very reference
         atomic.write_json(ref_path, {"day": day, "preset": preset, "seed": seed, "run_id": run_id,
                                      "wall_time_s": wall, "config": config.to_dict(cfg), "env": env,
+                                     "metric_kinds": summary["metric_kinds"], "key_metrics": summary["key_metrics"],
                                      "metrics": metrics})
+    reference = _read_reference(ref_path)
+    atomic.write_text(deliv_path, _render(ctx, ban, metrics, reference, wall))
     if not quiet:
         print(f"\n{title}: done in {wall:.1f} s")
         print(f"  deliverable: {deliv_path}\n  logs:        {tracker.run_dir}")
