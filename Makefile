@@ -12,7 +12,7 @@ ARGS ?=
 JOBS ?= 2
 
 # `make day 7` / `make hours 7 read=1`: the words after the command are its arguments, not targets.
-POSITIONAL := day hours reproduce snapshot
+POSITIONAL := day hours reproduce snapshot data
 ifneq ($(filter $(firstword $(MAKECMDGOALS)),$(POSITIONAL)),)
   CMD_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
   ifneq ($(strip $(CMD_ARGS)),)
@@ -26,7 +26,7 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $(STAMP)
 
-.PHONY: help venv day reproduce snapshot test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
+.PHONY: help venv day reproduce snapshot data test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
 
 help: ## list the targets
 	@echo "100 Days of AI. The two commands: 'make day 1' and 'make test'."
@@ -35,13 +35,13 @@ help: ## list the targets
 venv: $(STAMP) ## create .venv and install requirements.txt (done automatically by the others)
 
 day: $(STAMP) ## make day N [ARGS="--quick key=value"]: run day N, test it, record it
-	@$(PY) -m common.cli day $(CMD_ARGS) $(ARGS)
+	@$(PY) -m common.course.cli day $(CMD_ARGS) $(ARGS)
 
 reproduce: $(STAMP) ## make reproduce N | all | from=21 to=30: re-run the default, compare with reference.json
-	@$(PY) -m common.reproduce $(CMD_ARGS) $(if $(from),--from $(from)) $(if $(to),--to $(to)) $(ARGS)
+	@$(PY) -m common.course.reproduce $(CMD_ARGS) $(if $(from),--from $(from)) $(if $(to),--to $(to)) $(ARGS)
 
 snapshot: $(STAMP) ## make snapshot N | all: rewrite the quick snapshots make test checks (on purpose only)
-	@$(PY) -m common.reproduce $(or $(CMD_ARGS),all) --quick --write
+	@$(PY) -m common.course.reproduce $(or $(CMD_ARGS),all) --quick --write
 
 test: $(STAMP) ## quick tests of common/ and every built day (< 10 min on 2 cores)
 	$(PY) -m pytest -n $(JOBS) -m "not slow"
@@ -52,17 +52,20 @@ test-all: $(STAMP) ## every test, the slow ones included
 lint: $(STAMP) ## ruff over the code
 	$(PY) -m ruff check common days
 
+data: $(STAMP) ## download and verify every dataset into data/ (or DATA_DIR), sha256-checked
+	@$(PY) -m common.data fetch $(CMD_ARGS)
+
 report: $(STAMP) ## write sprints/sprintNN.md and this week's reflection file
-	@$(PY) -m common.cli report
+	@$(PY) -m common.course.cli report
 
 progress: $(STAMP) ## one-screen dashboard of progress.yaml
-	@$(PY) -m common.cli progress
+	@$(PY) -m common.course.cli progress
 
 progress-init: $(STAMP) ## write a fresh progress.yaml if there is none
-	@$(PY) -m common.cli progress-init
+	@$(PY) -m common.course.cli progress-init
 
 hours: $(STAMP) ## make hours N read=1.5 code=2 log=0.5 [math=..]: add time spent on day N
-	@$(PY) -m common.cli hours $(CMD_ARGS) $(HOURS)
+	@$(PY) -m common.course.cli hours $(CMD_ARGS) $(HOURS)
 
 bench-nanogpt: $(STAMP) ## train nanoGPT's CPU baby config with our code (NANOGPT=path also runs nanoGPT)
 	$(PY) -m days.day07.run --preset nanogpt --out logs/bench_nanogpt $(if $(NANOGPT),nanogpt_dir=$(NANOGPT)) $(ARGS)

@@ -28,14 +28,20 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+def missing_data(message: str) -> None:
+    """A dataset is not on DATA_DIR: skip with what the learner can do, or fail when CI demands data."""
+    if os.environ.get("REQUIRE_DATA") == "1":
+        pytest.fail(f"{message} (DATA_DIR={os.environ.get('DATA_DIR')})")
+    pytest.skip(f"{message} (fetch it with `make data`, or point DATA_DIR at a folder "
+                "that holds it)")
+
+
 def need_data(name: str, file: str | None = None) -> None:
     """Skip when a dataset is not on DATA_DIR; fail instead when CI demands the data (REQUIRE_DATA=1)."""
     from common import data
 
     if not data.available(name, file):
-        if os.environ.get("REQUIRE_DATA") == "1":
-            pytest.fail(f"dataset {name}/{file or ''} missing from DATA_DIR={os.environ.get('DATA_DIR')}")
-        pytest.skip(f"dataset {name} not on DATA_DIR (set DATA_DIR to ../shared/data or download it)")
+        missing_data(f"dataset {name}{'/' + file if file else ''} is not on DATA_DIR")
 
 
 @pytest.fixture

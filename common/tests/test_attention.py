@@ -1,4 +1,4 @@
-"""Tests of common/attention.py and common/positional.py: references, masks, properties."""
+"""Tests of common/nn/attention.py and common/nn/positional.py: references, masks, properties."""
 
 import doctest
 import math
@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import attention, positional
-from common.attention import (
+from common.nn import attention, positional
+from common.nn.attention import (
     ATTENTION_FNS,
     MultiHeadAttention,
     attention_reference,
@@ -19,7 +19,7 @@ from common.attention import (
     masked_softmax,
     padding_mask,
 )
-from common.positional import alibi_bias, alibi_slopes, apply_rope, rope_cos_sin, sinusoidal_table
+from common.nn.positional import alibi_bias, alibi_slopes, apply_rope, rope_cos_sin, sinusoidal_table
 
 BACKENDS = list(ATTENTION_FNS)
 

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from common.config import ConfigError, config_hash, resolve
+from common.run.config import ConfigError, config_hash, resolve
 
 
 @dataclass

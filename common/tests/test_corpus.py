@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from common import corpus
-from common.errors import UserError
+from common.data import corpus
+from common.run.errors import UserError
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 import re
 
-from common import curriculum
+from common.course import curriculum
 
 
 def test_hundred_days_in_ten_sprints():

@@ -1,9 +1,9 @@
-"""common/curvature.py: HVPs against explicit Hessians, eigen-solvers against eigvalsh."""
+"""common/lab/curvature.py: HVPs against explicit Hessians, eigen-solvers against eigvalsh."""
 
 import pytest
 import torch
 
-from common import curvature as cv
+from common.lab import curvature as cv
 
 
 def quadratic(n=12, seed=0):

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from common.generate import filter_logits, generate, sample_next
-from common.kv_cache import KVCache, PagedKVCache, PagedKVStore, kv_bytes
-from common.model import GPT, gpt_config
+from common.nn.generate import filter_logits, generate, sample_next
+from common.nn.kv_cache import KVCache, PagedKVCache, PagedKVStore, kv_bytes
+from common.nn.model import GPT, gpt_config
 
 
 @pytest.fixture(scope="module", params=["learned", "rope", "alibi"])

@@ -1,12 +1,12 @@
-"""common/jacobians.py: every closed form against autograd, plus the structure the notes derive."""
+"""common/lab/jacobians.py: every closed form against autograd, plus the structure the notes derive."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.autograd.functional import jacobian
 
-from common import jacobians as jac
-from common.layers import gelu_reference
+from common.lab import jacobians as jac
+from common.nn.layers import gelu_reference
 
 F64 = torch.float64
 

@@ -1,4 +1,4 @@
-"""Tests of common/layers.py: fast modules vs from-scratch references, gradients, shapes."""
+"""Tests of common/nn/layers.py: fast modules vs from-scratch references, gradients, shapes."""
 
 import math
 from types import SimpleNamespace
@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.layers import (
+from common.nn.layers import (
     GELU,
     MLP,
     NORMS,

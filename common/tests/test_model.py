@@ -1,4 +1,4 @@
-"""Tests of common/model.py: shapes, parameter counts, causality, dropout, init, training."""
+"""Tests of common/nn/model.py: shapes, parameter counts, causality, dropout, init, training."""
 
 import itertools
 import math
@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from common.kv_cache import KVCache
-from common.model import GPT, GPTConfig, count_params_formula, gpt_config
+from common.nn.kv_cache import KVCache
+from common.nn.model import GPT, GPTConfig, count_params_formula, gpt_config
 
 
 def nano(**overrides):
@@ -153,7 +153,7 @@ def test_overfits_one_batch():
 def test_flops_per_token_equals_the_flop_counter(overrides):
     from torch.utils.flop_counter import FlopCounterMode
 
-    from common.model import flops_per_token
+    from common.nn.model import flops_per_token
 
     cfg = gpt_config("nano", attn_backend="manual", **overrides)
     model = GPT(cfg).eval()
@@ -166,7 +166,7 @@ def test_flops_per_token_equals_the_flop_counter(overrides):
 def test_gpt_config_for_takes_the_shared_fields():
     from dataclasses import dataclass
 
-    from common.model import gpt_config_for
+    from common.nn.model import gpt_config_for
 
     @dataclass
     class DayCfg:

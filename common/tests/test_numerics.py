@@ -1,4 +1,4 @@
-"""Tests of common/numerics.py: finite differences against closed forms and torch.autograd.gradcheck."""
+"""Tests of common/lab/numerics.py: finite differences against closed forms and torch.autograd.gradcheck."""
 
 import doctest
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from common import numerics as nm
+from common.lab import numerics as nm
 
 
 def x64(*shape, seed=0):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from common.optim import OPTIMIZERS, ScratchOptimizer
+from common.train.optim import OPTIMIZERS, ScratchOptimizer
 
 CASES = [
     ("sgd", torch.optim.SGD, dict(lr=0.05)),

@@ -2,8 +2,8 @@ import datetime as dt
 
 import pytest
 
-from common import progress as P
-from common.progress import Progress, ProgressError
+from common.course import progress as P
+from common.course.progress import Progress, ProgressError
 
 TODAY = dt.date(2026, 3, 10)
 

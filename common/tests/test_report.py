@@ -1,8 +1,8 @@
 import datetime as dt
 import json
 
-from common import report
-from common.progress import Progress, fresh_text
+from common.course import report
+from common.course.progress import Progress, fresh_text
 
 START = dt.date(2026, 3, 2)
 

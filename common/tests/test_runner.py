@@ -10,16 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from common import cli, runner
-from common.progress import Progress, fresh_text
-from common.tracking import ROOT
+from common.course import cli
+from common.course.progress import Progress, fresh_text
+from common.run import runner
+from common.run.tracking import ROOT
 
 FAKE_RUN = '''
 from dataclasses import dataclass
 
 import torch
 
-from common import plotting, runner
+from common.run import plotting, runner
 
 DAY = {day}
 
@@ -56,7 +57,7 @@ if __name__ == "__main__":
 '''
 
 FAKE_TEST = '''
-from common import runner
+from common.run import runner
 from days.day{nn} import run
 
 

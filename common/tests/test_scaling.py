@@ -1,12 +1,13 @@
-"""common/scaling.py: the fit recovers a known law, ignores an outlier, and the compute-optimal split is the minimum."""
+"""common/lab/scaling.py: the fit recovers a known law, ignores an outlier, and the compute-optimal
+split is the minimum."""
 
 import math
 
 import numpy as np
 import pytest
 
-from common.model import GPT, GPTConfig, non_embedding_params
-from common.scaling import compute_optimal, fit_law, optimal_tokens, predict
+from common.lab.scaling import compute_optimal, fit_law, optimal_tokens, predict
+from common.nn.model import GPT, GPTConfig, non_embedding_params
 
 CHINCHILLA = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}  # Hoffmann et al. (2022), approach 3
 

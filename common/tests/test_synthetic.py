@@ -1,10 +1,9 @@
-"""Tests of common/synthetic.py: layout, masks, modes, seeding, and the Batches-like wrapper."""
+"""Tests of common/data/synthetic.py: layout, masks, modes, seeding, and the Batches-like wrapper."""
 
 import pytest
 import torch
 
-from common.model import GPT, gpt_config
-from common.synthetic import (
+from common.data.synthetic import (
     FILL,
     FIRST_CONTENT,
     SEP,
@@ -15,6 +14,7 @@ from common.synthetic import (
     n_copy_for,
     seq_len,
 )
+from common.nn.model import GPT, gpt_config
 
 
 def gen(seed=0):

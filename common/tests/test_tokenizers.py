@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from common.tokenizers import ByteBPE, CharTokenizer, train_sentencepiece
+from common.data.tokenizers import ByteBPE, CharTokenizer, train_sentencepiece
 
 TEXT = ("the cat sat on the mat. the cat ate the rat; then the cat sat again.\n" * 40
         + "Über naïve café — 東京 and 🙂 emoji too.\n" * 5)

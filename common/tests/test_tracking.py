@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from common import bench, determinism, tracking
+from common.lab import bench, determinism
+from common.run import tracking
 
 
 def test_tracker_writes_jsonl_tensorboard_and_summary(tmp_path):

@@ -3,9 +3,10 @@ import math
 import pytest
 import torch
 
-from common import data, determinism
-from common.errors import UserError
-from common.model import GPT, gpt_config
+from common import data
+from common.lab import determinism
+from common.nn.model import GPT, gpt_config
+from common.run.errors import UserError
 from common.train import SCHEDULES, TrainConfig, load_checkpoint, lr_at, train
 
 

@@ -1,6 +1,6 @@
 """Day 1: scaled dot-product attention, shown and measured against PyTorch.
 
-The attention itself lives in common/attention.py (built and unit-tested there); this day runs it
+The attention itself lives in common/nn/attention.py (built and unit-tested there); this day runs it
 through the cases of the reading: shapes and masks vs F.scaled_dot_product_attention, the
 multi-head layer vs torch.nn.MultiheadAttention with copied weights, causal leakage, padding,
 fully masked rows and extreme logits, one head's weights on a real sentence, and a timing row.
@@ -13,12 +13,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import attention as A
-from common import bench, plotting, runner
-from common.attention import ATTENTION_FNS, MultiHeadAttention, attention_reference
-from common.positional import alibi_bias
+from common.lab import bench
+from common.nn import attention as A
+from common.nn.attention import ATTENTION_FNS, MultiHeadAttention, attention_reference
+from common.nn.positional import alibi_bias
+from common.run import plotting, runner
 
 DAY = 1
+# How `make reproduce` compares each metric: everything not listed is exact (deterministic).
+# Timings, and choices made by a clock, move with the machine's load: reported as ratios only.
+METRIC_KINDS = {
+    "manual_over_sdpa_time": "timing",
+}
 
 
 @dataclass

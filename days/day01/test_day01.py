@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common import runner
-from common.attention import attention_reference, masked_softmax
+from common.nn.attention import attention_reference, masked_softmax
+from common.run import runner
 from days.day01 import run
 
 CFG = run.Config(seq_len=8, head_dim=8)

@@ -20,11 +20,22 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from common import bench, plotting, runner
-from common.attention import attention_reference
-from common.tracking import progress
+from common.lab import bench
+from common.nn.attention import attention_reference
+from common.run import plotting, runner
+from common.run.tracking import progress
 
 DAY = 3
+# How `make reproduce` compares each metric: everything not listed is exact (deterministic).
+# Timings, and choices made by a clock, move with the machine's load: reported as ratios only.
+METRIC_KINDS = {
+    "sdpa_speedup_at_*": "timing",
+    "fastest_backend": "timing",
+    "fastest_backend_at_max_len": "timing",
+    "flash_attn_speedup": "timing",
+    "bf16_vs_fp32_speed": "timing",
+    "fp16_vs_fp32_speed": "timing",
+}
 BACKENDS = ("MATH", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION")
 # live float32 (B, H, T, T) tensors at the peak, measured once with bench.PeakMemory on the CPU:
 # our reference keeps scores, masked scores, exps and weights (4), and 7 with autograd's saved ones.

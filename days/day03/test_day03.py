@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from common import runner
-from common.attention import attention_reference
+from common.nn.attention import attention_reference
+from common.run import runner
 from days.day03 import run
 from days.day03.run import Config, attention_tiled, closest_timing, dispatcher_choice, implementations, measure
 

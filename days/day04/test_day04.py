@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from common import runner
-from common.generate import generate
-from common.kv_cache import KVCache, PagedKVCache, PagedKVStore, kv_bytes
-from common.model import GPT, gpt_config
+from common.nn.generate import generate
+from common.nn.kv_cache import KVCache, PagedKVCache, PagedKVStore, kv_bytes
+from common.nn.model import GPT, gpt_config
+from common.run import runner
 from days.day04 import run
 
 

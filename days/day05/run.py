@@ -1,7 +1,7 @@
 """Day 5: finite-difference gradient checks of LayerNorm and GELU, and the step size that makes them work.
 
-The checking code is common/numerics.py; the functions checked are the from-scratch references in
-common/layers.py. This day sweeps the step eps in float64 and float32, finds the best step from the
+The checking code is common/lab/numerics.py; the functions checked are the from-scratch references in
+common/nn/layers.py. This day sweeps the step eps in float64 and float32, finds the best step from the
 errors, shows the truncation / round-off V, checks a hand-written LayerNorm backward (and two
 broken ones), and runs torch.autograd.gradcheck as the reference verdict.
 """
@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from common import bench, plotting, runner
-from common import numerics as nm
-from common.layers import gelu_reference, layer_norm_reference
-from common.tracking import progress
+from common.lab import bench
+from common.lab import numerics as nm
+from common.nn.layers import gelu_reference, layer_norm_reference
+from common.run import plotting, runner
+from common.run.tracking import progress
 
 DAY = 5
 

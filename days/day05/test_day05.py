@@ -7,9 +7,9 @@ import warnings
 import pytest
 import torch
 
-from common import numerics as nm
-from common import runner
-from common.layers import gelu_reference, layer_norm_reference
+from common.lab import numerics as nm
+from common.nn.layers import gelu_reference, layer_norm_reference
+from common.run import runner
 from days.day05 import run
 
 

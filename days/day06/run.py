@@ -1,10 +1,10 @@
 """Day 6: reproducible training, and LayerNorm's dtype and eps behaviour.
 
-Trains a small character GPT on Tiny Shakespeare several times through common/train.py: with one
+Trains a small character GPT on Tiny Shakespeare several times through common/train/loop.py: with one
 seed (the loss curves and weights must be bit-identical) and with different seeds (the run-to-run
 spread of the final val loss, and of tokens/s). Every item of the determinism checklist in the
-deliverable is a fact this run measured. The seeding lives in common/determinism.py; the model,
-its init and LayerNorm in common/model.py and common/layers.py.
+deliverable is a fact this run measured. The seeding lives in common/lab/determinism.py; the model,
+its init and LayerNorm in common/nn/model.py and common/nn/layers.py.
 """
 
 import os
@@ -14,12 +14,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from common import bench, data, determinism, plotting, runner
-from common.layers import LayerNorm, layer_norm_reference
-from common.model import GPT, gpt_config
+from common import data
+from common.lab import bench, determinism
+from common.nn.layers import LayerNorm, layer_norm_reference
+from common.nn.model import GPT, gpt_config
+from common.run import plotting, runner
 from common.train import TrainConfig, evaluate, train
 
 DAY = 6
+# How `make reproduce` compares each metric: everything not listed is exact (deterministic).
+# Timings, and choices made by a clock, move with the machine's load: reported as ratios only.
+METRIC_KINDS = {
+    "tokens_per_s_mean": "timing",
+}
 
 
 @dataclass
@@ -183,7 +190,7 @@ def main(cfg: Config, ctx) -> dict:
     d.section("Determinism checklist (each item measured by this run)")
     d.text("\n".join(f"- {c}" for c in checklist))
     d.section("LayerNorm: input dtype")
-    d.text("common.layers.LayerNorm (float32 parameters) on rows with mean 3 and std 2, against the float64 "
+    d.text("common.nn.layers.LayerNorm (float32 parameters) on rows with mean 3 and std 2, against the float64 "
            "`layer_norm_reference`.")
     d.table(dtype_rows, floatfmt=".3g")
     d.section("LayerNorm: eps on near-constant rows (float32)")

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from common import data, runner
-from common.layers import LayerNorm, layer_norm_reference
-from common.model import GPT, gpt_config
+from common import data
+from common.nn.layers import LayerNorm, layer_norm_reference
+from common.nn.model import GPT, gpt_config
+from common.run import runner
 from days.day06 import run
 
 NANO = run.Config(**{**run.PRESETS["nano"], "max_iters": 8, "eval_interval": 4})

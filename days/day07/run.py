@@ -21,12 +21,20 @@ from pathlib import Path
 
 import torch
 
-from common import data, plotting, runner
-from common.generate import generate
-from common.model import GPT, count_params_formula, gpt_config, gpt_config_for
+from common import data
+from common.nn.generate import generate
+from common.nn.model import GPT, count_params_formula, gpt_config, gpt_config_for
+from common.run import plotting, runner
 from common.train import TrainConfig, full_split_loss, load_checkpoint, train
 
 DAY = 7
+# How `make reproduce` compares each metric: everything not listed is exact (deterministic).
+# Timings, and choices made by a clock, move with the machine's load: reported as ratios only.
+METRIC_KINDS = {
+    "tokens_per_s": "timing",
+    "ms_per_iter": "timing",
+    "time_to_target_s": "timing",
+}
 # nanoGPT (commit 3adf61e) on this project's reference machine, torch 2.13.0 CPU, 2 threads, 2026-11-21;
 # see shared/REFERENCE.md. Used only for comparison tables, never as our results.
 NANOGPT = {"ms_per_iter": 39.3, "wall_s": 89.0, "val": {250: 2.445, 500: 2.314, 1000: 2.053, 1500: 1.923, 2000: 1.886}}

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from common import data, runner
-from common.model import GPT, count_params_formula, gpt_config
-from common.tokenizers import CharTokenizer
+from common import data
+from common.data.tokenizers import CharTokenizer
+from common.nn.model import GPT, count_params_formula, gpt_config
+from common.run import runner
 from days.day07 import run
 
 
@@ -45,7 +46,7 @@ def test_battery_passes_on_a_small_model():
 
 def test_battery_catches_a_leaky_model(monkeypatch):
     """A model that peeks at the future must fail the causal check (the test can fail)."""
-    from common import attention
+    from common.nn import attention
 
     def leaky(q, k, v, **kw):
         kw["is_causal"] = False

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from common import runner
+from common.run import runner
 from days.day08 import run
 from days.day08.run import OPS, ByteCounter, ColdCompile, Config, library_fused, make_inputs, measure, step_fn
 

@@ -1,7 +1,7 @@
 """Day 9: positional encodings — RoPE vs ALiBi vs learned vs none, trained short, evaluated long.
 
 Two probes, each trained once per `pos` variant (the GPTConfig field) at `train_len` tokens:
-  * copy task (common/synthetic.py): n_copy random symbols, a separator, then the same symbols;
+  * copy task (common/data/synthetic.py): n_copy random symbols, a separator, then the same symbols;
     the example sits at a random offset of the training window, so "copy from n_copy + 1 back"
     must work at every position. Evaluated with the example at the end of windows of 1x, 2x, 4x
     train_len: the same task at absolute positions never seen in training.
@@ -19,9 +19,11 @@ from dataclasses import dataclass
 
 import torch
 
-from common import bench, data, determinism, plotting, runner
-from common.model import GPT, gpt_config
-from common.synthetic import CopyBatches, copy_accuracy, copy_batch
+from common import data
+from common.data.synthetic import CopyBatches, copy_accuracy, copy_batch
+from common.lab import bench, determinism
+from common.nn.model import GPT, gpt_config
+from common.run import plotting, runner
 from common.train import TrainConfig, evaluate, train
 
 DAY = 9

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from common import runner
-from common.model import GPT, gpt_config
-from common.positional import alibi_bias, alibi_slopes, apply_rope, rope_cos_sin
+from common.nn.model import GPT, gpt_config
+from common.nn.positional import alibi_bias, alibi_slopes, apply_rope, rope_cos_sin
+from common.run import runner
 from days.day09 import run
 from days.day09.run import NA, Config, copy_probe
 

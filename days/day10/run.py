@@ -1,6 +1,6 @@
 """Day 10: Sprint 1 wrap — one config file, a docstring audit, and the sprint's results collected.
 
-A full run (the work is `common/wrap.py`, shared with every sprint's wrap day)
+A full run (the work is `common/course/wrap.py`, shared with every sprint's wrap day)
   * writes `days/day10/config.yaml`: every Sprint 1 day's config under each named preset, exactly
     as the runner would resolve it (so the file cannot drift from the code);
   * audits docstrings in `common/` (every public module, class and function);
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common import runner, wrap
+from common.course import wrap
+from common.run import runner
 
 DAY = 10
 SPRINT = 1

@@ -1,6 +1,6 @@
 """Day 11: hand-derived Jacobians of softmax, LayerNorm and GELU against autograd, and their structure.
 
-The closed forms live in common/jacobians.py. This day builds the full n x n matrices for several n
+The closed forms live in common/lab/jacobians.py. This day builds the full n x n matrices for several n
 in float64, compares them with torch.autograd.functional.jacobian, checks the structure the notes
 derive (softmax: symmetric, rows sum to 0, PSD, rank n - 1, eigenvalues in [0, max p]; LayerNorm:
 J 1 = 0 and J xh = s eps / (var + eps) w xh), prints a pass/fail table and plots two Jacobians.
@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.functional import jacobian
 
-from common import jacobians as jac
-from common import plotting, runner
-from common.layers import gelu_reference
-from common.tracking import progress
+from common.lab import jacobians as jac
+from common.nn.layers import gelu_reference
+from common.run import plotting, runner
+from common.run.tracking import progress
 
 DAY = 11
 F64 = torch.float64

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.functional import jacobian
 
-from common import jacobians as jac
-from common import runner
+from common.lab import jacobians as jac
+from common.run import runner
 from days.day11 import run
 
 F64 = torch.float64

@@ -1,6 +1,6 @@
 """Day 12: optimizers from their update rules, and learning-rate schedules.
 
-Part 1 checks `common/optim.py` against `torch.optim`: the same small network, data and
+Part 1 checks `common/train/optim.py` against `torch.optim`: the same small network, data and
 hyper-parameters for each of SGD, momentum, Adam and AdamW, and the largest parameter difference
 after the run. Part 2 trains the same small GPT on Tiny Shakespeare with each optimizer (ours)
 and with constant vs warm-up + cosine learning rates at the same peak, and plots loss vs steps and
@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import torch
 
-from common import data, plotting, runner
-from common.model import GPT, gpt_config_for
-from common.optim import ScratchOptimizer
+from common import data
+from common.nn.model import GPT, gpt_config_for
+from common.run import plotting, runner
 from common.train import TrainConfig, lr_at, train
+from common.train.optim import ScratchOptimizer
 
 DAY = 12
 REFERENCE = {"sgd": (torch.optim.SGD, {}), "momentum": (torch.optim.SGD, {"momentum": 0.9}),

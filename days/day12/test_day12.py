@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from common import runner
-from common.optim import ScratchOptimizer
+from common.run import runner
 from common.train import TrainConfig, lr_at
+from common.train.optim import ScratchOptimizer
 from days.day12 import run
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from common import plotting, runner
-from common.tracking import progress
+from common.run import plotting, runner
+from common.run.tracking import progress
 
 DAY = 13
 SCHEMES = ("xavier", "kaiming", "small", "mup")

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from common import runner
+from common.run import runner
 from days.day13 import run
 
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from common import data, plotting, runner
-from common.errors import UserError
-from common.model import GPT, gpt_config_for
+from common import data
+from common.nn.model import GPT, gpt_config_for
+from common.run import plotting, runner
+from common.run.errors import UserError
 from common.train import TrainConfig, train
 
 DAY = 14

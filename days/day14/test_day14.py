@@ -2,8 +2,8 @@
 
 import torch
 
-from common import runner
-from common.model import GPT, gpt_config
+from common.nn.model import GPT, gpt_config
+from common.run import runner
 from days.day14 import run
 
 

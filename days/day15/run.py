@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from common import plotting, runner
+from common.run import plotting, runner
 
 DAY = 15
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from common import runner
+from common.run import runner
 from days.day15 import run
 from days.day15.run import blobs, grad, gradient_descent, hessian, loss, newton
 

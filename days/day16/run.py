@@ -1,6 +1,6 @@
 """Day 16: curvature — Hessian-vector products (Pearlmutter) and the top of the Hessian spectrum.
 
-Part 1 checks common/curvature.py on a tiny MLP whose full Hessian fits in memory (float64): both
+Part 1 checks common/lab/curvature.py on a tiny MLP whose full Hessian fits in memory (float64): both
 HVP routes and finite differences against torch.autograd.functional.hessian, power iteration and
 Lanczos against torch.linalg.eigvalsh. Part 2 trains the nano GPT with full-batch gradient descent
 (fixed step eta) on a fixed set of Tiny Shakespeare windows, and tracks the top Hessian eigenvalues
@@ -14,12 +14,19 @@ from dataclasses import dataclass
 
 import torch
 
-from common import bench, data, determinism, plotting, runner
-from common import curvature as cv
-from common.model import GPT, gpt_config
-from common.tracking import progress
+from common import data
+from common.lab import bench, determinism
+from common.lab import curvature as cv
+from common.nn.model import GPT, gpt_config
+from common.run import plotting, runner
+from common.run.tracking import progress
 
 DAY = 16
+# How `make reproduce` compares each metric: everything not listed is exact (deterministic).
+# Timings, and choices made by a clock, move with the machine's load: reported as ratios only.
+METRIC_KINDS = {
+    "hvp_cost_x_grad": "timing",
+}
 
 
 @dataclass

@@ -1,21 +1,14 @@
 """Day 16: HVPs of a model against its explicit Hessian; eigen-solvers; the run end to end."""
 
-import os
 
 import pytest
 import torch
 
-from common import curvature as cv
-from common import data, runner
+from common.lab import curvature as cv
+from common.run import runner
+from conftest import need_data
 from days.day16 import run
 from days.day16.run import mlp_problem
-
-
-def need_data(name):
-    if not data.available(name):
-        if os.environ.get("REQUIRE_DATA") == "1":
-            pytest.fail(f"dataset {name} missing from DATA_DIR={os.environ.get('DATA_DIR')}")
-        pytest.skip(f"dataset {name} not on DATA_DIR (set DATA_DIR to ../shared/data)")
 
 
 def explicit(f, ps):

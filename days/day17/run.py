@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from common import data, numerics, runner
-from common.errors import UserError
-from common.model import GPT, gpt_config
+from common import data
+from common.lab import numerics
+from common.nn.model import GPT, gpt_config
+from common.run import runner
+from common.run.errors import UserError
 from common.train import TrainConfig, load_checkpoint, train
 
 DAY = 17

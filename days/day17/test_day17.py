@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from common import numerics, runner
+from common.lab import numerics
+from common.run import runner
 from days.day17 import run
 
 

@@ -1,8 +1,8 @@
 """Day 18: the cross-entropy gradient dL/dz = (softmax(z) - onehot(y)) / B, checked two ways.
 
-1. The closed form (common/jacobians.py: cross_entropy_grad) against F.cross_entropy's backward for
+1. The closed form (common/lab/jacobians.py: cross_entropy_grad) against F.cross_entropy's backward for
    several batch / vocabulary sizes, with and without label smoothing (float64).
-2. Central differences (common/numerics.py) against the closed form over a sweep of steps eps, in
+2. Central differences (common/lab/numerics.py) against the closed form over a sweep of steps eps, in
    float64 and float32: the truncation (eps^2) / round-off (u / eps) V, the best eps per dtype
    measured and compared with u^(1/3), and a bound on the V built from the exact third derivative.
 """
@@ -13,10 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import jacobians as jac
-from common import numerics as nm
-from common import plotting, runner
-from common.tracking import progress
+from common.lab import jacobians as jac
+from common.lab import numerics as nm
+from common.run import plotting, runner
+from common.run.tracking import progress
 
 DAY = 18
 DTYPES = {"float64": torch.float64, "float32": torch.float32}

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common import jacobians as jac
-from common import numerics as nm
-from common import runner
+from common.lab import jacobians as jac
+from common.lab import numerics as nm
+from common.run import runner
 from days.day18 import run
 
 F64 = torch.float64

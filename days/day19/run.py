@@ -2,7 +2,7 @@
 
 Each run trains the same model on the same Tiny Shakespeare batches with plain SGD (no momentum, no clipping,
 constant lr after a linear warm-up). We record the final val loss, the max gradient norm, the step where the NaN
-guard of common/train.py stopped a diverging run, and the top Hessian eigenvalue of the training loss on a fixed
+guard of common/train/loop.py stopped a diverging run, and the top Hessian eigenvalue of the training loss on a fixed
 batch at a few checkpoints (Lanczos on double-backward H v products), compared with 2/eta_t (edge of stability).
 With plain SGD the relevant quantity is the raw Hessian sharpness (no preconditioner), which is what we measure.
 """
@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 import torch
 
-from common import curvature as cv
-from common import data, determinism, plotting, runner
-from common.errors import UserError
-from common.model import GPT, gpt_config
+from common import data
+from common.lab import curvature as cv
+from common.lab import determinism
+from common.nn.model import GPT, gpt_config
+from common.run import plotting, runner
+from common.run.errors import UserError
 from common.train import TrainConfig, lr_at, train
 
 DAY = 19

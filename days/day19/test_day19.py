@@ -1,22 +1,15 @@
 """Day 19: the selection rule, the sharpness estimate against an explicit Hessian, GD's 2/lambda threshold, e2e."""
 
 import math
-import os
 
 import pytest
 import torch
 
-from common import curvature as cv
-from common import data, runner
+from common.lab import curvature as cv
+from common.run import runner
+from conftest import need_data
 from days.day19 import run
 from days.day19.run import select_best
-
-
-def need_data(name):
-    if not data.available(name):
-        if os.environ.get("REQUIRE_DATA") == "1":
-            pytest.fail(f"dataset {name} missing from DATA_DIR={os.environ.get('DATA_DIR')}")
-        pytest.skip(f"dataset {name} not on DATA_DIR (set DATA_DIR to ../shared/data)")
 
 
 def res(name, val, gnorm, diverged=False):

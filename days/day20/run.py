@@ -1,6 +1,6 @@
 """Day 20: Sprint 2 wrap — configs, docstring audit, results in the README, glossary and cheat sheet.
 
-The shared wrap (`common/wrap.py`, as on day 10) exports the Sprint 2 configs and rewrites the
+The shared wrap (`common/course/wrap.py`, as on day 10) exports the Sprint 2 configs and rewrites the
 README section between `<!-- sprint2-results:begin -->` and `<!-- sprint2-results:end -->`. This day
 also checks its two hand-written pages, `glossary.md` and `cheatsheet.md`: balanced LaTeX delimiters
 and a glossary entry for every term the cheat sheet leans on.
@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import runner, wrap
-from common.wrap import latex_balanced
+from common.course import wrap
+from common.course.wrap import latex_balanced
+from common.run import runner
 
 DAY = 20
 SPRINT = 2

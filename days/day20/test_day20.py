@@ -1,6 +1,7 @@
 """Day 20: the wrap runs for sprint 2, and its checks of the glossary and cheat sheet can fail."""
 
-from common import runner, wrap
+from common.course import wrap
+from common.run import runner
 from days.day20 import run
 
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common import data, plotting, runner
-from common.tokenizers import ByteBPE, train_sentencepiece
+from common import data
+from common.data.tokenizers import ByteBPE, train_sentencepiece
+from common.run import plotting, runner
 
 DAY = 21
 # the metrics the README and sprint summaries show
@@ -152,7 +153,7 @@ def main(cfg: Config, ctx) -> dict:
     ctx.deliverable.section("Tokenizer configs and vocab files")
     ctx.deliverable.text("SentencePiece: `model_type` bpe/unigram, `character_coverage` 0.9995 (default; rarer "
                          "characters become `<unk>`), `max_sentence_length` 16384, `hard_vocab_limit` false, "
-                         "2 threads. ByteBPE: the `_CHUNK` pre-tokeniser of common/tokenizers.py, one merge per "
+                         "2 threads. ByteBPE: the `_CHUNK` pre-tokeniser of common/data/tokenizers.py, one merge per "
                          f"line. Written to `{cache.name}/` under the cache folder:")
     ctx.deliverable.table([{"file": f.name, "KB": f.stat().st_size / 1e3} for f in files], floatfmt=".1f")
 

@@ -1,21 +1,15 @@
 """Day 21: the Zipf fit against a closed form, the statistics row, ByteBPE on real text, and the end-to-end run."""
 
-import os
 
 import numpy as np
 import pytest
 
-from common import data, runner
-from common.tokenizers import ByteBPE
+from common import data
+from common.data.tokenizers import ByteBPE
+from common.run import runner
+from conftest import need_data
 from days.day21 import run
 from days.day21.run import stats, zipf_fit
-
-
-def need_data(name, file=None):
-    if not data.available(name, file):
-        if os.environ.get("REQUIRE_DATA") == "1":
-            pytest.fail(f"dataset {name}/{file} missing from DATA_DIR={os.environ.get('DATA_DIR')}")
-        pytest.skip(f"dataset {name} not on DATA_DIR (set DATA_DIR to ../shared/data)")
 
 
 @pytest.mark.parametrize("s", [0.8, 1.0, 1.7])

@@ -3,8 +3,9 @@
 import numpy as np
 import torch
 
-from common import data, runner
-from common.model import GPT, gpt_config
+from common import data
+from common.nn.model import GPT, gpt_config
+from common.run import runner
 from common.train import TrainConfig, train
 from days.day22 import run
 

@@ -14,21 +14,29 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
-from common import bench, corpus, data, plotting, runner
-from common.model import GPT, GPTConfig, count_params_formula, flops_per_token, non_embedding_params
-from common.scaling import compute_optimal, fit_law, leave_one_out, optimal_tokens, predict
+from common import data
+from common.data import corpus
+from common.lab import bench
+from common.lab.scaling import compute_optimal, fit_law, leave_one_out, optimal_tokens, predict
+from common.nn.model import GPT, SHAPES, GPTConfig, count_params_formula, flops_per_token, non_embedding_params
+from common.run import plotting, runner
 from common.train import TrainConfig, autocast, full_split_loss, train
 
 DAY = 23
+# How `make reproduce` compares each metric: everything not listed is exact (deterministic).
+# Timings, and choices made by a clock, move with the machine's load: reported as ratios only.
+METRIC_KINDS = {
+    "grid_s": "timing",
+    "grid_gflops_per_s_max": "timing",
+    "*_cpu_flops_per_s": "timing",
+    "budget_*_cpu_hours": "timing",
+}
 # the metrics the README and sprint summaries show
 KEY_METRICS = ["alpha", "beta", "fit_max_rel_err", "loo_max_rel_err", "budget_27m_cpu_hours"]
-SHAPES = Path(__file__).resolve().parents[1] / "day24" / "configs"  # day 24's committed GPTConfig YAMLs
 
 
 @dataclass
@@ -168,7 +176,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.section("Budget for a 20–50M model")
     gpu_rate, rows, metrics = cfg.gpu_peak_tflops * 1e12 * cfg.gpu_mfu, [], {}
     for name in cfg.budgets.split(","):
-        c = GPTConfig(**OmegaConf.to_container(OmegaConf.load(SHAPES / f"{name}.yaml")))
+        c = SHAPES[name]
         n_tot, n_ne, fpt = count_params_formula(c), non_embedding_params(c), flops_per_token(c)
         rate = measure_shape(c, cfg.bench_batch, cfg.bench_seq, cfg.bench_repeats, dev)
         for rule, tokens in (("20 × params", 20 * n_tot), ("fit's optimum", optimal_tokens(fit, n_ne))):
@@ -183,7 +191,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
                         f"budget_{k}_tokens_fit": rows[-1]["tokens"], f"{k}_{dev.type}_flops_per_s": rate,
                         f"budget_{k}_{dev.type}_hours": r[f"{dev.type} hours"], f"budget_{k}_pred_bpb": r["bits/byte"],
                         f"budget_{k}_gpu_hours_assumed": r["GPU hours (ASSUMED)"]})
-    d.text(f"Shapes from `days/day24/configs/`. **{dev.type} hours are measured**: forward + backward of that very "
+    d.text(f"Shapes from `common.nn.model.SHAPES`. **{dev.type} hours are measured**: forward + backward of that very "
            f"shape at {cfg.bench_batch} × {cfg.bench_seq} tokens, timed here; hours = counted FLOPs / that FLOP/s "
            f"(the optimizer step, small at real batch sizes, left out). **The GPU hours are an ASSUMPTION, not a "
            f"measurement**: one H100 at {cfg.gpu_peak_tflops:g} TFLOP/s dense bf16 peak × {cfg.gpu_mfu:.0%} MFU = "

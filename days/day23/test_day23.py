@@ -1,16 +1,16 @@
 """Day 23: FLOP counts add up; the budget is the arithmetic it claims (law tests: common/tests/test_scaling.py)."""
 
 import pytest
-from omegaconf import OmegaConf
 
-from common import corpus, runner
-from common.model import GPTConfig, flops_per_token, non_embedding_params
+from common.data import corpus
+from common.nn.model import SHAPES, flops_per_token, non_embedding_params
+from common.run import runner
 from days.day23 import run
 
 
 @pytest.mark.parametrize("name", ["pretrain_27m", "pretrain_42m"])
 def test_counted_flops_are_6N_plus_output_layer_plus_attention(name):
-    c = GPTConfig(**OmegaConf.to_container(OmegaConf.load(run.SHAPES / f"{name}.yaml")))
+    c = SHAPES[name]
     L, C, V, T = c.n_layer, c.n_embd, c.vocab_size, c.block_size
     matmul_weights = non_embedding_params(c) - (2 * L + 1) * C + V * C  # norm gains do no matmul
     assert flops_per_token(c) == 6 * matmul_weights + 3 * 4 * L * T * C
@@ -21,7 +21,7 @@ def test_quick_run_end_to_end(tmp_path, require_data):
         require_data(n, f)
     m = runner.quick(run, tmp_path)["metrics"]
     assert m["n_runs"] == 9 and m["fit_max_rel_err"] < 0.05
-    c = GPTConfig(**OmegaConf.to_container(OmegaConf.load(run.SHAPES / "pretrain_27m.yaml")))
+    c = SHAPES["pretrain_27m"]
     n, tokens = m["budget_27m_params"], m["budget_27m_tokens"]
     assert tokens == pytest.approx(20 * n, rel=1e-3)
     assert m["budget_27m_flops"] == pytest.approx(6 * n * tokens, rel=1e-3)

@@ -13,26 +13,11 @@ from dataclasses import dataclass
 
 from omegaconf import OmegaConf
 
-from common import atomic, runner
-from common.kv_cache import kv_bytes
-from common.model import GPT, GPTConfig, count_params_formula, flops_per_token, gpt_config, non_embedding_params
+from common.nn.kv_cache import kv_bytes
+from common.nn.model import GPT, SHAPES, GPTConfig, count_params_formula, flops_per_token, non_embedding_params
+from common.run import atomic, runner
 
 DAY = 24
-# The shapes: sprint-1 presets plus sprint-3 pretraining candidates (a CPU size and GPU sizes of
-# 20-50M parameters with a 16k/32k SentencePiece vocabulary, day 21).
-SHAPES = {
-    "nano": gpt_config("nano"),
-    "day07_default": gpt_config("baby", n_embd=64),
-    "baby": gpt_config("baby"),
-    "shakespeare_gpu": gpt_config("shakespeare"),
-    "pretrain_cpu": GPTConfig(vocab_size=16000, block_size=256, n_layer=4, n_head=4, n_embd=256),
-    "pretrain_27m": GPTConfig(vocab_size=16000, block_size=512, n_layer=6, n_head=8, n_embd=512),
-    "pretrain_42m": GPTConfig(vocab_size=32000, block_size=512, n_layer=8, n_head=8, n_embd=512),
-    "pretrain_48m_llama": GPTConfig(vocab_size=32000, block_size=1024, n_layer=8, n_head=8, n_embd=576,
-                                    n_kv_head=4, pos="rope", norm="rms", mlp="swiglu"),
-}
-
-
 @dataclass
 class Config:
     shapes: str = ",".join(SHAPES)   # which shapes to count and export
@@ -50,7 +35,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         counted = GPT(c).num_params()
         formula = count_params_formula(c)
         all_match &= counted == formula
-        path = atomic.write_text(out_dir / f"{name}.yaml", f"# {name}: GPTConfig for common.model.GPT\n"
+        path = atomic.write_text(out_dir / f"{name}.yaml", f"# {name}: GPTConfig for common.nn.model.GPT\n"
                                  + OmegaConf.to_yaml(OmegaConf.structured(c)))
         loaded = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(GPTConfig), OmegaConf.load(path)))
         round_trips &= loaded == c

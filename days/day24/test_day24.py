@@ -3,8 +3,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from common import runner
-from common.model import GPT, GPTConfig, count_params_formula, flops_per_token
+from common.nn.model import GPT, GPTConfig, count_params_formula, flops_per_token
+from common.run import runner
 from days.day24 import run
 
 

@@ -5,7 +5,9 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from common import ROOT, corpus, runner
+from common import ROOT
+from common.data import corpus
+from common.run import runner
 from days.day25 import run
 from days.day25.worker import read_log
 
@@ -27,7 +29,7 @@ def test_default_shape_is_the_pretrain_cpu_config_of_day24():
 def test_gpu_preset_is_in_the_20_to_50M_range():
     import torch
 
-    from common.model import GPT, gpt_config_for
+    from common.nn.model import GPT, gpt_config_for
 
     cfg = run.Config(**run.PRESETS["gpu"])
     with torch.device("meta"):

@@ -17,7 +17,7 @@ import torch
 
 
 class LineLog:
-    """The part of `common.tracking.Tracker` that `train()` calls, flushing every line."""
+    """The part of `common.run.tracking.Tracker` that `train()` calls, flushing every line."""
 
     def __init__(self, path):
         self.f = open(path, "a", encoding="utf-8")
@@ -35,8 +35,9 @@ class LineLog:
 
 
 def run(spec: dict) -> None:
-    from common import data, determinism
-    from common.model import GPT, GPTConfig
+    from common import data
+    from common.lab import determinism
+    from common.nn.model import GPT, GPTConfig
     from common.train import TrainConfig, train
 
     torch.set_num_threads(1)  # the same arithmetic in every process, whatever the machine's load

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from common import data, plotting, runner
-from common.model import GPT, gpt_config_for
+from common import data
+from common.nn.model import GPT, gpt_config_for
+from common.run import plotting, runner
 from common.train import TrainConfig, best_path, full_split_loss, load_checkpoint, train
 
 DAY = 26

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common import runner
+from common.run import runner
 from days.day26 import run
 
 

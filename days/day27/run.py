@@ -16,8 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from common import corpus, data, plotting, runner
-from common.model import GPT, count_params_formula, flops_per_token, gpt_config_for
+from common import data
+from common.data import corpus
+from common.nn.model import GPT, count_params_formula, flops_per_token, gpt_config_for
+from common.run import plotting, runner
 from common.train import TrainConfig, full_split_loss, train
 
 DAY = 27

@@ -4,8 +4,9 @@ import math
 
 import pytest
 
-from common import corpus, runner
-from common.model import count_params_formula, flops_per_token, gpt_config_for
+from common.data import corpus
+from common.nn.model import count_params_formula, flops_per_token, gpt_config_for
+from common.run import runner
 from days.day27 import run
 
 

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from common import corpus, runner
-from common.errors import UserError
-from common.model import GPT, gpt_config
+from common.data import corpus
+from common.nn.model import GPT, gpt_config
+from common.run import runner
+from common.run.errors import UserError
 from days.day28 import run
 
 

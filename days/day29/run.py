@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from common import data, plotting, runner
-from common.model import GPT, gpt_config_for
+from common import data
+from common.nn.model import GPT, gpt_config_for
+from common.run import plotting, runner
 from common.train import TrainConfig, full_split_loss, lr_at, train
 
 DAY = 29
@@ -91,7 +92,10 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.text(f"Rule: the lowest final loss on the whole validation split wins; schedules within {cfg.tie_margin} nats of "
            f"it tie, and the tie goes to the lower mean over the last three evaluations. By that rule: **{best}** "
            f"({results[best]['final']:.4f}).")
-    return {"best_schedule": best, **{f"val_{n.replace('-', '_')}": round(r["final"], 4) for n, r in results.items()}}
+    win = schedules(cfg)[best]  # the winner as fractions of this run, for day 30's recipe
+    return {"best_schedule": best, **{f"val_{n.replace('-', '_')}": round(r["final"], 4) for n, r in results.items()},
+            "best_schedule_kind": win["schedule"], "best_warmup_frac": win["warmup_iters"] / cfg.max_iters,
+            "best_decay_frac": win.get("decay_frac")}
 
 
 if __name__ == "__main__":

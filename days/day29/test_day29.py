@@ -2,7 +2,7 @@
 
 import pytest
 
-from common import runner
+from common.run import runner
 from common.train import TrainConfig, lr_at
 from days.day29 import run
 

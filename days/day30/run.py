@@ -1,6 +1,6 @@
 """Day 30: Sprint 3 wrap — the best pretraining recipe saved, the README results, the cheat sheet checked.
 
-The shared wrap (`common/wrap.py`, as on days 10 and 20) exports every Sprint 3 config and rewrites
+The shared wrap (`common/course/wrap.py`, as on days 10 and 20) exports every Sprint 3 config and rewrites
 the README block between `<!-- sprint3-results:begin -->` and `<!-- sprint3-results:end -->`. Then
 the day assembles `best_config.yaml`: each choice (shape, vocabulary, schedule, micro-batch, token
 budget, patience) is read from the committed reference run of the day that decided it, with the
@@ -16,10 +16,12 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from common import atomic, runner, wrap
-from common.model import GPT, GPTConfig
+from common.course import wrap
+from common.course.wrap import latex_balanced, reference_metrics
+from common.nn.model import GPT, SHAPES, GPTConfig
+from common.run import atomic, runner
+from common.run.dayfiles import DayFiles
 from common.train import TrainConfig, lr_at
-from common.wrap import latex_balanced, reference_metrics
 
 DAY = 30
 SPRINT = 3
@@ -47,10 +49,7 @@ def _pick(root: Path, day: int, key: str, default, how: str) -> tuple:
 
 def best_recipe(root: Path) -> tuple[dict, list[dict]]:
     """The recipe ({model, train, data}) and one evidence row per decision."""
-    from days.day29.run import Config as Day29
-    from days.day29.run import schedules
-
-    model = OmegaConf.to_container(OmegaConf.load(root / "days" / "day24" / "configs" / f"{SHAPE}.yaml"))
+    model = dataclasses.asdict(SHAPES[SHAPE])
     rows = [{"choice": "model shape", "value": f"{SHAPE}: {model['n_layer']}×{model['n_embd']}, block "
              f"{model['block_size']}", "evidence": "day 24: the 20–50M shape day 25's gpu preset trains"}]
     vocab, why = _pick(root, 27, "best_vocab_compute", model["vocab_size"],
@@ -59,12 +58,13 @@ def best_recipe(root: Path) -> tuple[dict, list[dict]]:
     model["vocab_size"] = vocab
     rows.append({"choice": "vocabulary", "value": vocab, "evidence": why})
     sched, why = _pick(root, 29, "best_schedule", "cosine", "lowest final validation loss, same budget")
-    d29 = Day29()
     train = {"lr": 1e-3, "min_lr": 1e-4, "weight_decay": 0.1, "grad_clip": 1.0, "dtype": "bfloat16",
              "compile": True, "eval_interval": 250}
-    over = schedules(d29)[sched]
     # day 29's warm-up/decay lengths are fractions of its run: keep the fractions, scale to this one
-    train.update({k: v for k, v in over.items() if k in ("schedule", "decay_frac")})
+    d29 = DayFiles(root, 29).reference_metrics()
+    train["schedule"] = d29.get("best_schedule_kind", "cosine")
+    if d29.get("best_decay_frac") is not None:
+        train["decay_frac"] = d29["best_decay_frac"]
     rows.append({"choice": "schedule", "value": sched, "evidence": why})
     setting, why = _pick(root, 28, "best_setting", "1x32", "highest tokens/s at a constant effective batch (CPU)")
     micro, accum = (int(x) for x in str(setting).split("x"))
@@ -73,13 +73,11 @@ def best_recipe(root: Path) -> tuple[dict, list[dict]]:
     tokens, why = _pick(root, 23, "budget_27m_tokens", 20 * n, "the token budget day 23 set for the 27M model")
     seq = micro * accum * model["block_size"]
     train["max_iters"] = max(1, round(int(tokens) / seq))
-    train["warmup_iters"] = max(1, round(train["max_iters"] * over["warmup_iters"] / d29.max_iters))
+    train["warmup_iters"] = max(1, round(train["max_iters"] * d29.get("best_warmup_frac", 0.05)))
     train["grad_accum"] = accum
     rows.append({"choice": "training tokens", "value": f"{int(tokens):,} ({train['max_iters']:,} steps of {seq:,})",
                  "evidence": why})
-    from days.day26.run import Config as Day26
-
-    train["early_stop_patience"] = Day26().patience
+    train["early_stop_patience"] = DayFiles(root, 26).reference_config().get("patience", 0)
     rows.append({"choice": "early stopping", "value": f"patience {train['early_stop_patience']}",
                  "evidence": "day 26: the best checkpoint is kept; patience counts evaluations"})
     return {"model": model, "train": train, "data": {"micro_batch": micro, "tokenizer": f"sp{int(vocab)} bpe"}}, rows

@@ -2,7 +2,8 @@
 
 import json
 
-from common import runner, wrap
+from common.course import wrap
+from common.run import runner
 from days.day30 import run
 
 

@@ -1,0 +1,183 @@
+"""The commands behind `make`: day, progress, report, hours, progress-init.
+
+    python -m common.course.cli day 7 [--quick] [key=value ...]   # run, test, record (make day 7)
+    python -m common.course.cli progress                          # dashboard (make progress)
+    python -m common.course.cli report                            # sprints/ (make report)
+    python -m common.course.cli hours 7 read=1.5 code=2 log=0.5   # add time (make hours 7 read=1.5 ...)
+
+`day N` runs `python -m days.dayNN.run` and then the day's tests, each in its own process; only
+when both pass does it mark the day done in progress.yaml with the metrics the run reported.
+A `--quick` run writes to a scratch folder and records nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from common import ROOT
+from common.course import curriculum
+from common.course.progress import Progress, dashboard, fresh_text
+from common.course.report import write_reports
+from common.run.errors import UserError
+
+USAGE = "usage: make day N (N from 1 to 100), e.g. `make day 7` or `make day 7 ARGS=\"--quick\"`"
+
+
+def parse_day(raw: str | None) -> int:
+    """The day number from the command line, or a UserError saying what a valid one is."""
+    if raw is None or raw == "":
+        raise UserError(f"Which day? Give a day number from 1 to {curriculum.N_DAYS}, e.g. `make day 7`.")
+    try:
+        n = int(raw)
+    except ValueError:
+        raise UserError(f"{raw!r} is not a day number; give a whole number from 1 to {curriculum.N_DAYS}, "
+                        f"e.g. `make day 7`.") from None
+    if not 1 <= n <= curriculum.N_DAYS:
+        raise UserError(f"There is no day {n}; days run from 1 to {curriculum.N_DAYS}.")
+    return n
+
+
+def built_days(root: Path) -> list[int]:
+    return sorted(int(p.parent.name[3:]) for p in (root / "days").glob("day[0-9][0-9]*/run.py"))
+
+
+def _ranges(ns: list[int]) -> str:
+    out, i = [], 0
+    while i < len(ns):
+        j = i
+        while j + 1 < len(ns) and ns[j + 1] == ns[j] + 1:
+            j += 1
+        out.append(f"{ns[i]}" if i == j else f"{ns[i]}–{ns[j]}")
+        i = j + 1
+    return ", ".join(out) or "none"
+
+
+def _env(root: Path) -> dict:
+    env = dict(os.environ)
+    paths = [str(root)] + ([str(ROOT)] if Path(root).resolve() != ROOT else [])
+    env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+def cmd_day(args: list[str], root: Path) -> int:
+    """make day N: run the day, then its tests; record it only if both pass."""
+    n = parse_day(args[0] if args else None)
+    extra = args[1:]
+    name = f"day{n:02d}"
+    focus = curriculum.day(n).focus
+    if not (root / "days" / name / "run.py").is_file():
+        raise UserError(f"Day {n} ({focus}) is not built yet; built days: {_ranges(built_days(root))}.")
+    quick = "--quick" in extra
+    prog = None
+    if not quick:
+        prog = Progress.load(root / "progress.yaml")  # a malformed file stops us before any work
+        prog.start(n)
+        prog.save()
+    print(f"== make day {n}: {focus} ==", flush=True)
+    env = _env(root)
+    rc = subprocess.call([sys.executable, "-m", f"days.{name}.run", *extra], cwd=root, env=env)
+    if rc != 0:
+        print(f"\nDay {n}: the run failed (exit {rc}); progress.yaml not marked done.", file=sys.stderr)
+        return rc
+    print(f"\n== tests of day {n} ==", flush=True)
+    rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
+                          f"days/{name}"], cwd=root, env=env)
+    if rc != 0:
+        print(f"\nDay {n}: tests failed; progress.yaml not marked done.", file=sys.stderr)
+        return rc
+    if quick:
+        print(f"\nDay {n} quick run and tests passed (scratch output; nothing recorded).")
+        return 0
+    latest = root / "logs" / name / "LATEST"
+    summary = json.loads((root / "logs" / name / latest.read_text().strip() / "summary.json").read_text())
+    prog = Progress.load(root / "progress.yaml")
+    prog.finish(n, summary.get("metrics", {}), summary.get("run_id"))
+    prog.save()
+    print(f"\nDay {n} ({focus}) is done: metrics recorded in progress.yaml.")
+    print(f"  deliverable: days/{name}/deliverable.md")
+    plots = sorted((root / "plots").glob(f"{name}_*.png"))
+    if plots:
+        print("  plots:       " + ", ".join(f"plots/{p.name}" for p in plots))
+    print(f"  logs:        logs/{name}/{summary.get('run_id')}  (make tensorboard)")
+    nxt = n + 1
+    if nxt <= curriculum.N_DAYS:
+        d = curriculum.day(nxt)
+        built = (root / "days" / f"day{nxt:02d}" / "run.py").is_file()
+        print(f"Next: day {nxt}, {d.focus}: read days/day{nxt:02d}/notes.md, then `make day {nxt}`"
+              + ("" if built else " (not built yet)"))
+    return 0
+
+
+def cmd_hours(args: list[str], root: Path) -> int:
+    """make hours N read=.. code=..: add time spent to a day."""
+    n = parse_day(args[0] if args else None)
+    hours = {}
+    for item in args[1:]:
+        key, eq, val = item.partition("=")
+        if not eq:
+            raise UserError(f"{item!r} is not category=hours, e.g. read=1.5.")
+        if key not in curriculum.CATEGORIES.values():
+            raise UserError(f"Unknown hours category {key!r}; use read, math, code or log.")
+        try:
+            hours[key] = float(val)
+        except ValueError:
+            raise UserError(f"Hours must be a number, got {key}={val!r}.") from None
+    if not hours:
+        raise UserError("Say how long, e.g. `make hours 7 read=1.5 code=2 log=0.5`.")
+    prog = Progress.load(root / "progress.yaml")
+    total = prog.add_hours(n, **hours)
+    prog.save()
+    plan = curriculum.day(n).plan
+    print(f"Day {n}: " + ", ".join(f"{k} {total.get(k, 0):g} h (plan {plan.get(k, 0) / 60:g} h)"
+                                   for k in dict.fromkeys([*plan, *total])))
+    return 0
+
+
+def cmd_progress(args, root: Path) -> int:
+    """make progress: print the dashboard."""
+    print(dashboard(Progress.load(root / "progress.yaml")))
+    return 0
+
+
+def cmd_report(args, root: Path) -> int:
+    """make report: write the sprint reports and this week's reflection file."""
+    written = write_reports(root, Progress.load(root / "progress.yaml"))
+    for p in written:
+        print(f"wrote {p.relative_to(root)}")
+    return 0
+
+
+def cmd_progress_init(args, root: Path) -> int:
+    """make progress-init: write a fresh progress.yaml, never over an existing one."""
+    path = root / "progress.yaml"
+    if path.exists():
+        raise UserError(f"{path.name} already exists; it is yours and is never replaced automatically.")
+    path.write_text(fresh_text(), encoding="utf-8")
+    print(f"wrote a fresh {path.name} (all 100 days todo)")
+    return 0
+
+
+COMMANDS = {"day": cmd_day, "hours": cmd_hours, "progress": cmd_progress, "report": cmd_report,
+            "progress-init": cmd_progress_init}
+
+
+def main(argv: list[str] | None = None, root: Path | None = None) -> int:
+    """Dispatch a command; UserErrors become one line on stderr and exit code 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    root = Path(root or os.environ.get("DAYS_ROOT") or ROOT)
+    if not argv or argv[0] not in COMMANDS:
+        print(f"error: unknown command; use one of {', '.join(COMMANDS)}. {USAGE}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[argv[0]](argv[1:], root)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,253 @@
+"""Scaled dot-product attention, from scratch and through PyTorch, and the multi-head layer.
+
+Two functions with the same signature compute softmax(q k^T * scale + bias, masked) v:
+`attention_reference` spells out every step (the one to read, and what the tests trust);
+`attention_sdpa` hands the same work to `F.scaled_dot_product_attention` (the fast path, fused
+kernels on CPU and CUDA). `ATTENTION_FNS` maps a backend name to one of them, and
+`MultiHeadAttention` looks its function up by name: a backend is a config value, not a subclass.
+
+`common/nn/positional.py` holds the RoPE and ALiBi math this file applies; `common/nn/layers.py`
+wraps `MultiHeadAttention` into a transformer block.
+
+Conventions, used everywhere below:
+- shapes: q (B, H, T, D); k, v (B, Hkv, S, D) with H a multiple of Hkv (Hkv = H: multi-head,
+  Hkv = 1: multi-query, in between: grouped-query). Query head h reads key/value head
+  h // (H // Hkv), the same grouping as `F.scaled_dot_product_attention(enable_gqa=True)`.
+- masks are bool, True = may attend, broadcastable to (B, H, T, S). (Careful: the attn_mask
+  and key_padding_mask of `torch.nn.MultiheadAttention` use True = blocked.)
+- causal with S > T keys (a KV cache): query i sits at absolute position S - T + i and sees
+  keys 0..S-T+i ("bottom-right" alignment). `F.scaled_dot_product_attention(is_causal=True)`
+  aligns top-left instead, so `attention_sdpa` builds an explicit mask whenever T != S.
+- a query whose every key is masked gets all-zero attention weights, so its output is zero,
+  not NaN. Both backends do this: the row has nothing to attend to, and a zero keeps a padded
+  batch finite in both forward and backward.
+
+KV-cache protocol (the cache object lives in `common/nn/kv_cache.py`):
+    k_all, v_all = kv_cache.update(layer_idx, k, v)
+k, v are this call's new keys/values (B, Hkv, T_new, D), already rotated by RoPE; the cache
+stores them after what layer `layer_idx` stored before and returns everything it holds,
+(B, Hkv, S, D). The new queries are the last T_new of those S positions.
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common.nn.positional import POSITIONS, alibi_bias, apply_rope, rope_cos_sin
+
+# ----------------------------------------------------------------------------- masks
+
+
+def causal_mask(T, S=None, device=None):
+    """Bool (T, S), True = may attend: query i (at absolute position S - T + i) sees keys j <= S - T + i.
+
+    >>> causal_mask(2, 3).int()
+    tensor([[1, 1, 0],
+            [1, 1, 1]], dtype=torch.int32)
+    """
+    S = T if S is None else S
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
+def padding_mask(lengths, S):
+    """Bool (B, 1, 1, S), True for the real tokens: key j of row b is real when j < lengths[b].
+
+    >>> padding_mask(torch.tensor([1, 3]), 3).int().flatten(1)
+    tensor([[1, 0, 0],
+            [1, 1, 1]], dtype=torch.int32)
+    """
+    keep = torch.arange(S, device=lengths.device)[None, :] < lengths[:, None]  # (B, S)
+    return keep[:, None, None, :]  # (B, 1, 1, S)
+
+
+def masked_softmax(scores, mask=None, dim=-1):
+    """Numerically stable softmax over `dim`, with masked entries (mask False) given weight 0.
+
+    - stable: subtract the row max before exp, so logits of +-1e4 give no inf and no NaN;
+    - float16/bfloat16 scores are upcast to float32 for the exp and the sum (a sum of exps can
+      overflow float16 past 65504 keys, and loses precision far sooner), and the weights come
+      back in the input dtype;
+    - a row whose every entry is masked returns all zeros (not NaN): its max is -inf, so the
+      max is clamped to a finite number and the sum (0 there, >= 1 in every other row, since
+      the max entry contributes exp(0) = 1) is clamped to at least 1.
+    """
+    x = scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
+    if mask is not None:
+        x = x.masked_fill(~mask, float("-inf"))
+    row_max = x.amax(dim=dim, keepdim=True).clamp_min(torch.finfo(x.dtype).min)
+    e = torch.exp(x - row_max)
+    return (e / e.sum(dim=dim, keepdim=True).clamp_min(1.0)).to(scores.dtype)
+
+
+def repeat_kv(x, n_rep):
+    """(B, Hkv, S, D) -> (B, Hkv * n_rep, S, D): each key/value head serves n_rep query heads."""
+    if n_rep == 1:
+        return x
+    B, Hkv, S, D = x.shape
+    x = x[:, :, None, :, :].expand(B, Hkv, n_rep, S, D)  # (B, Hkv, n_rep, S, D), no copy yet
+    return x.reshape(B, Hkv * n_rep, S, D)  # (B, H, S, D)
+
+
+def _check_shapes(q, k, v):
+    H, Hkv = q.shape[1], k.shape[1]
+    if k.shape != v.shape or H % Hkv:
+        raise ValueError(f"need k, v of equal shape with heads dividing q's; got q {tuple(q.shape)}, "
+                         f"k {tuple(k.shape)}, v {tuple(v.shape)}")
+    return H // Hkv
+
+
+def _keep_mask(mask, is_causal, T, S, device):
+    """Combine an optional bool mask with the causal mask; None when there is nothing to mask."""
+    if mask is not None and mask.dtype != torch.bool:
+        raise TypeError(f"mask must be bool (True = may attend), got {mask.dtype}; "
+                        "pass additive float masks as bias")
+    if is_causal:
+        causal = causal_mask(T, S, device)  # (T, S)
+        return causal if mask is None else mask & causal
+    return mask
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+def attention_reference(q, k, v, mask=None, bias=None, is_causal=False, scale=None,
+                        dropout_p=0.0, training=False, return_weights=False):
+    """softmax(q k^T * scale + bias, masked) v, step by step; out (B, H, T, D).
+
+    mask: bool, True = keep, broadcastable to (B, H, T, S); bias: float, added to the scores
+    (ALiBi); is_causal: also apply `causal_mask(T, S)`; scale: default 1/sqrt(D); dropout on the
+    weights only when training. With return_weights, also return the (B, H, T, S) weights.
+    """
+    n_rep = _check_shapes(q, k, v)
+    T, S, D = q.shape[-2], k.shape[-2], q.shape[-1]
+    k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, D)
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    scores = (q @ k.transpose(-2, -1)) * scale  # (B, H, T, D) x (B, H, D, S) -> (B, H, T, S)
+    if bias is not None:
+        scores = scores + bias
+    weights = masked_softmax(scores, _keep_mask(mask, is_causal, T, S, q.device))  # (B, H, T, S)
+    dropped = F.dropout(weights, dropout_p) if training and dropout_p > 0 else weights
+    out = dropped @ v  # (B, H, T, S) x (B, H, S, D) -> (B, H, T, D)
+    return (out, weights) if return_weights else out
+
+
+def attention_sdpa(q, k, v, mask=None, bias=None, is_causal=False, scale=None,
+                   dropout_p=0.0, training=False):
+    """Same contract as `attention_reference` (without weights), via F.scaled_dot_product_attention.
+
+    Plain causal self-attention (no mask, no bias, T == S) takes the `is_causal=True` kernel,
+    the fast path used in training. Anything else becomes one attn_mask: the bool keep-mask,
+    or the bias with -inf where the keep-mask is False. Rows with no key left are zeroed
+    explicitly, so the result does not depend on what a given kernel does with them.
+    """
+    _check_shapes(q, k, v)
+    T, S = q.shape[-2], k.shape[-2]
+    gqa = q.shape[1] != k.shape[1]
+    dropout_p = dropout_p if training else 0.0
+    is_causal = is_causal and T > 1  # one query at the end sees every key: nothing to mask
+    if mask is None and bias is None and (not is_causal or T == S):
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal,
+                                              scale=scale, enable_gqa=gqa)
+    keep = _keep_mask(mask, is_causal, T, S, q.device)
+    attn_mask = keep
+    if bias is not None:
+        bias = bias.to(q.dtype)
+        attn_mask = bias if keep is None else bias.masked_fill(~keep, float("-inf"))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
+                                         scale=scale, enable_gqa=gqa)  # (B, H, T, D)
+    if keep is not None:
+        out = out.masked_fill(~keep.any(dim=-1, keepdim=True), 0.0)  # empty rows -> 0
+    return out
+
+
+ATTENTION_FNS = {"manual": attention_reference, "sdpa": attention_sdpa}
+
+
+# ----------------------------------------------------------------------------- the layer
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head self-attention with n_kv_head <= n_head key/value heads (MHA, GQA, MQA).
+
+    One fused projection `qkv` makes all queries, keys and values in a single matmul,
+    (B, T, d_model) -> (B, T, (n_head + 2 * n_kv_head) * head_dim); `proj` mixes the heads back.
+    `pos` selects what happens to positions here: "rope" rotates q and k, "alibi" adds a
+    distance bias to the scores, anything else is handled outside (embeddings) or not at all.
+    `dropout` applies to the attention weights and to the output (residual dropout).
+    """
+
+    def __init__(self, d_model, n_head, n_kv_head=None, bias=True, dropout=0.0, backend="sdpa",
+                 pos="learned", rope_base=10000.0, max_seq_len=1024):
+        super().__init__()
+        n_kv_head = n_head if n_kv_head is None else n_kv_head
+        if d_model % n_head or n_head % n_kv_head:
+            raise ValueError(f"need n_head | d_model and n_kv_head | n_head, got d_model={d_model}, "
+                             f"n_head={n_head}, n_kv_head={n_kv_head}")
+        if backend not in ATTENTION_FNS:
+            raise ValueError(f"unknown attention backend {backend!r}, choose from {list(ATTENTION_FNS)}")
+        if pos not in POSITIONS:
+            raise ValueError(f"unknown position scheme {pos!r}, choose from {POSITIONS}")
+        self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, d_model // n_head
+        self.dropout, self.backend, self.pos, self.rope_base = dropout, backend, pos, rope_base
+        self.attn_fn = ATTENTION_FNS[backend]
+        self.qkv = nn.Linear(d_model, (n_head + 2 * n_kv_head) * self.head_dim, bias=bias)
+        self.proj = nn.Linear(d_model, d_model, bias=bias)
+        self.resid_dropout = nn.Dropout(dropout)
+        if pos == "rope":  # computed once; not saved in checkpoints (persistent=False)
+            cos, sin = rope_cos_sin(max_seq_len, self.head_dim, rope_base)
+            self.register_buffer("rope_cos", cos, persistent=False)  # (max_seq_len, hd/2)
+            self.register_buffer("rope_sin", sin, persistent=False)
+
+    def _rope(self, start, T):
+        """cos, sin for positions start..start+T-1, growing the cached table when needed."""
+        if start + T > self.rope_cos.shape[0]:
+            n = max(start + T, 2 * self.rope_cos.shape[0])
+            cos, sin = rope_cos_sin(n, self.head_dim, self.rope_base, device=self.rope_cos.device)
+            self.rope_cos, self.rope_sin = cos.to(self.rope_cos.dtype), sin.to(self.rope_sin.dtype)
+        return self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # (T, hd/2)
+
+    def forward(self, x, mask=None, is_causal=True, kv_cache=None, layer_idx=0, start_pos=0):
+        """x (B, T, d_model) -> (B, T, d_model).
+
+        mask: optional bool keep-mask broadcastable to (B, n_head, T, S), e.g. `padding_mask`;
+        is_causal: add the causal mask (offset by the cache); kv_cache/layer_idx: see the module
+        docstring; start_pos: absolute position of x's first token (RoPE needs it with a cache).
+        """
+        B, T, C = x.shape
+        H, Hkv, hs = self.n_head, self.n_kv_head, self.head_dim
+        q, k, v = self.qkv(x).split([H * hs, Hkv * hs, Hkv * hs], dim=-1)  # (B, T, .) each
+        q = q.view(B, T, H, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, Hkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        v = v.view(B, T, Hkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
+        if self.pos == "rope":
+            cos, sin = self._rope(start_pos, T)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if kv_cache is not None:
+            k, v = kv_cache.update(layer_idx, k, v)  # (B, nkv, S, hs)
+        S = k.shape[-2]
+        bias = alibi_bias(H, T, S, device=x.device, dtype=q.dtype) if self.pos == "alibi" else None
+        y = self.attn_fn(q, k, v, mask=mask, bias=bias, is_causal=is_causal,
+                         dropout_p=self.dropout, training=self.training)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, nh * hs): heads side by side
+        return self.resid_dropout(self.proj(y))
+
+
+def copy_from_torch_mha(ours, ref):
+    """Load the weights of `torch.nn.MultiheadAttention(d, n_head, batch_first=True)` into `ours`.
+
+    Both stack q, k, v row-wise in one (3d, d) input projection and use one (d, d) output
+    projection, so the copy is one-to-one when n_kv_head == n_head and the bias settings agree.
+    """
+    if ours.n_kv_head != ours.n_head or ref.in_proj_weight is None:
+        raise ValueError("copy needs n_kv_head == n_head and a torch MHA with packed in_proj_weight")
+    if (ours.qkv.bias is None) != (ref.in_proj_bias is None):
+        raise ValueError("bias settings differ between the two layers")
+    with torch.no_grad():
+        ours.qkv.weight.copy_(ref.in_proj_weight)  # (3d, d): rows [W_q; W_k; W_v]
+        ours.proj.weight.copy_(ref.out_proj.weight)
+        if ours.qkv.bias is not None:
+            ours.qkv.bias.copy_(ref.in_proj_bias)
+            ours.proj.bias.copy_(ref.out_proj.bias)
+    return ours

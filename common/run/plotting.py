@@ -1,0 +1,120 @@
+"""The few plot helpers every day uses: lines, heatmaps, histograms, bars.
+
+All figures: headless backend, labelled axes with units, 8 inches wide at 120 dpi (readable at
+GitHub width), saved atomically as PNG. Each helper returns the path it wrote.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from common.run import atomic  # noqa: E402
+
+WIDTH, DPI = 8.0, 120
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    fig.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
+    plt.close(fig)
+    return path
+
+
+def lines(path, series: dict, xlabel: str, ylabel: str, title: str = "", logx=False, logy=False,
+          markers: bool = False, hline: tuple[float, str] | None = None, logx_base: int = 2,
+          vline: tuple[float, str] | None = None) -> Path:
+    """`series` maps a label to (x, y) or (x, y, yerr); `logx` uses base `logx_base` (2 suits sizes);
+    `hline` / `vline` = (position, label) draw a dashed reference line."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.5))
+    for label, xy in series.items():
+        x, y = xy[0], xy[1]
+        style = "o-" if markers else "-"
+        if len(xy) > 2 and xy[2] is not None:
+            ax.errorbar(x, y, yerr=xy[2], fmt=style, capsize=3, label=label)
+        else:
+            ax.plot(x, y, style, label=label)
+    if hline is not None:
+        ax.axhline(hline[0], color="gray", ls="--", lw=1, label=hline[1])
+    if vline is not None:
+        ax.axvline(vline[0], color="gray", ls=":", lw=1, label=vline[1])
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if logx:
+        ax.set_xscale("log", base=logx_base)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    if len(series) > 1 or hline is not None or vline is not None:
+        ax.legend()
+    return _save(fig, path)
+
+
+def heatmap(path, matrix, xlabel: str, ylabel: str, title: str = "", cbar: str = "",
+            xticks=None, yticks=None, vmin=None, vmax=None, cmap="viridis") -> Path:
+    """A matrix as an image with a colour bar (e.g. attention weights)."""
+    m = np.asarray(matrix, dtype=float)
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.75, WIDTH * 0.65))
+    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    fig.colorbar(im, ax=ax, label=cbar)
+    if xticks is not None:
+        ax.set_xticks(range(len(xticks)), xticks, rotation=90 if len(xticks) > 12 else 0)
+    if yticks is not None:
+        ax.set_yticks(range(len(yticks)), yticks)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    return _save(fig, path)
+
+
+def histogram(path, samples: dict, xlabel: str, ylabel: str = "count", title: str = "", bins=40,
+              logx=False, vlines: dict | None = None) -> Path:
+    """`samples` maps a label to a 1-D array. With `logx`, bins are log-spaced over positive values."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.5))
+    arrays = {k: np.asarray(v, dtype=float).ravel() for k, v in samples.items()}
+    if logx:
+        pos = np.concatenate([a[a > 0] for a in arrays.values()]) if arrays else np.array([1.0])
+        lo, hi = np.log10(pos.min()), np.log10(pos.max())
+        bins = np.logspace(lo - 0.1, hi + 0.1, bins if isinstance(bins, int) else 40)
+        ax.set_xscale("log")
+    for label, a in arrays.items():
+        ax.hist(a[a > 0] if logx else a, bins=bins, alpha=0.6, label=label)
+    for label, x in (vlines or {}).items():
+        ax.axvline(x, color="k", ls="--", lw=1)
+        ax.text(x, ax.get_ylim()[1] * 0.95, " " + label, rotation=90, va="top", fontsize=8)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if len(arrays) > 1:
+        ax.legend()
+    return _save(fig, path)
+
+
+def bars(path, labels, values, ylabel: str, title: str = "", errors=None, xlabel: str = "") -> Path:
+    """A bar per label, with optional error bars."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.5))
+    ax.bar(range(len(values)), values, yerr=errors, capsize=3 if errors is not None else 0)
+    ax.set_xticks(range(len(labels)), labels, rotation=30 if max(map(len, map(str, labels))) > 8 else 0,
+                  ha="right" if max(map(len, map(str, labels))) > 8 else "center")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def loglog(path, points: dict, curves: dict, xlabel: str, title: str) -> Path:
+    """Measured points per series with the fitted curve of the same colour; extra curves dashed."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.8))
+    colors = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    for (label, (x, y)), color in zip(points.items(), colors):
+        ax.plot(x, y, "o", color=color, label=label)
+        if label in curves:
+            ax.plot(*curves[label], "-", color=color, alpha=0.6)
+    for label in [k for k in curves if k not in points]:
+        ax.plot(*curves[label], "k--", label=label)
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="val loss (nats/token)", title=title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,303 @@
+"""The day runner: everything a `days/dayNN/run.py` needs besides its own experiment.
+
+A day file declares its config, presets and `main`, and hands them over:
+
+    @dataclass
+    class Config:
+        steps: int = 200            # cpu default
+    PRESETS = {"nano": dict(steps=5), "cpu": {}, "gpu": dict(steps=5000)}
+
+    def main(cfg: Config, ctx: Context) -> dict:
+        ...                          # ctx.device, ctx.tracker.log(...), ctx.plot_path("loss")
+        ctx.deliverable.table(rows)  # the report is built up section by section
+        return {"val_loss": 1.52}    # the day's key metrics (summary, progress.yaml, reference)
+
+    if __name__ == "__main__":
+        raise SystemExit(runner.cli(DAY, Config, PRESETS, main))
+
+`python -m days.dayNN.run [--quick] [--device auto|cpu|cuda] [--preset P] [--seed S] [--out DIR]
+[--update-reference] [key=value ...]`. A full run writes `days/dayNN/deliverable.md`,
+`plots/dayNN_*.png` and `logs/dayNN/<run-id>/`; `--quick` uses the `nano` preset and writes only
+into `--out` (default: a fresh temporary folder). Tests call `quick(module, tmp_path)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tabulate import tabulate
+
+from common.course import curriculum
+from common.lab import determinism
+from common.run import atomic, config, tracking
+from common.run.dayfiles import DayFiles
+from common.run.errors import UserError
+
+DEFAULT_SEED = 1337
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` prefers CUDA, then Apple MPS, then the CPU; an unavailable explicit choice is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("CUDA was requested but this machine has no usable CUDA GPU; use --device cpu or auto.")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("MPS was requested but is not available here; use --device cpu or auto.")
+    if name not in ("cpu", "cuda", "mps"):
+        raise UserError(f"Unknown device {name!r}; use auto, cpu, cuda or mps.")
+    return torch.device(name)
+
+
+class Deliverable:
+    """Markdown built up by the day, section by section; the runner adds banner and footer."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.parts: list[str] = []
+
+    def section(self, title: str) -> None:
+        self.parts.append(f"## {title}\n")
+
+    def text(self, md: str) -> None:
+        self.parts.append(md.strip() + "\n")
+
+    def table(self, rows, headers="keys", floatfmt: str = ".4g") -> None:
+        """`rows`: a list of dicts (or a pandas DataFrame, or rows + `headers`)."""
+        if hasattr(rows, "to_dict"):
+            rows = rows.to_dict("records")
+        self.parts.append(tabulate(rows, headers=headers, tablefmt="github", floatfmt=floatfmt) + "\n")
+
+    def image(self, path: Path, caption: str = "") -> None:
+        rel = os.path.relpath(Path(path).resolve(), self.path.parent.resolve())
+        self.parts.append(f"![{caption or Path(path).stem}]({rel})\n" + (f"\n*{caption}*\n" if caption else ""))
+
+    def render(self) -> str:
+        return "\n".join(self.parts)
+
+
+@dataclass
+class Context:
+    day: int
+    cfg: Any
+    preset: str
+    device: torch.device
+    seed: int
+    quick: bool
+    root: Path                 # the project (where days/ lives)
+    out: Path                  # where outputs go: `root` for a full run, a scratch folder for --quick
+    run_id: str
+    tracker: tracking.Tracker
+    deliverable: Deliverable
+    env: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"day{self.day:02d}"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.tracker.run_dir
+
+    def plot_path(self, what: str) -> Path:
+        p = self.out / "plots" / f"{self.name}_{what}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def cache_dir(self, shared: str | None = None) -> Path:
+        """Artifacts worth reusing across runs (checkpoints, tokenizers): `.cache/dayNN` under `out`.
+
+        `shared="tokens"` gives `.cache/tokens`, a cache several days read (e.g. `corpus.token_data`)."""
+        p = self.out / ".cache" / (shared or self.name)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+def _parser(day: int) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m days.day{day:02d}.run",
+                                description=f"Day {day}: {_focus(day)}. Extra key=value arguments override the config.")
+    p.add_argument("--quick", action="store_true", help="smoke size (nano preset) into a scratch folder")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (default auto)")
+    p.add_argument("--preset", default=None, help="nano | cpu | gpu (default: gpu on CUDA, else cpu)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--out", default=None, help="output folder (default: the repo; --quick: a temp folder)")
+    p.add_argument("--update-reference", action="store_true", help="also write days/dayNN/reference.json")
+    p.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    return p
+
+
+def _focus(day: int) -> str:
+    try:
+        return curriculum.day(day).focus
+    except (KeyError, OSError):
+        return "experiment"
+
+
+def _root_of(main: Callable) -> Path:
+    mod = sys.modules.get(main.__module__)
+    f = getattr(mod, "__file__", None)
+    return Path(f).resolve().parents[2] if f else Path.cwd()
+
+
+def execute(day: int, cfg_cls, presets: dict, main: Callable, *, quick: bool = False, device: str = "auto",
+            preset: str | None = None, seed: int = DEFAULT_SEED, out: str | Path | None = None,
+            overrides=None, update_reference: bool = False, root: Path | None = None,
+            quiet: bool = False) -> dict:
+    """Resolve config and device, run `main`, write deliverable, summary and (optionally) reference.
+
+    Returns the summary dict (with `metrics`, the values `main` returned). Raises UserError for
+    problems the learner can fix.
+    """
+    root = Path(root) if root else _root_of(main)
+    dev = pick_device(device)
+    if quick:
+        preset = "nano"
+        if update_reference:
+            raise UserError("--update-reference needs a full run, not --quick.")
+    preset = preset or ("gpu" if dev.type == "cuda" and "gpu" in presets else "cpu")
+    # `cpu` is the dataclass defaults, so a day need not spell out an empty cpu preset
+    cfg = config.resolve(cfg_cls, presets, None if preset == "cpu" and "cpu" not in presets else preset, overrides)
+    out = Path(out) if out else (Path(tempfile.mkdtemp(prefix=f"day{day:02d}_quick_")) if quick else root)
+    name = f"day{day:02d}"
+    run_id = tracking.make_run_id()
+    tracker = tracking.Tracker(out / "logs" / name / run_id)
+    deliv_path = DayFiles(root, day).deliverable_path if out == root else out / "deliverable.md"
+    env = tracking.environment(dev)
+    determinism.seed_everything(seed)
+    chash = config.config_hash(cfg)
+    title = f"Day {day}: {_focus(day)}"
+    ban = tracking.banner(title, env, seed, preset, chash)
+    if not quiet:
+        print(ban, flush=True)
+    ctx = Context(day, cfg, preset, dev, seed, quick, root, out, run_id, tracker, Deliverable(deliv_path), env)
+    t0 = time.time()
+    module = sys.modules.get(main.__module__)
+    summary = {"day": day, "run_id": run_id, "preset": preset, "seed": seed, "quick": quick,
+               "config": config.to_dict(cfg), "config_hash": chash, "env": env,
+               # how `make reproduce` compares each metric (exact unless declared), and what summaries show
+               "metric_kinds": dict(getattr(module, "METRIC_KINDS", {})),
+               "key_metrics": list(getattr(module, "KEY_METRICS", []) or [])}
+    try:
+        metrics = main(cfg, ctx) or {}
+    except BaseException as e:
+        tracker.summary(**summary, status="failed", error=f"{type(e).__name__}: {e}",
+                        wall_time_s=round(time.time() - t0, 2))
+        tracker.close()
+        raise
+    wall = round(time.time() - t0, 2)
+    summary.update(status="ok", wall_time_s=wall, metrics=metrics)
+    tracker.summary(**summary)
+    tracker.close()
+    atomic.write_text(out / "logs" / name / "LATEST", run_id + "\n")
+    files = DayFiles(root, day)
+    ref_path = files.reference_path
+    if update_reference:  # written first, so the deliverable's footer describes this very reference
+        atomic.write_json(ref_path, {"day": day, "preset": preset, "seed": seed, "run_id": run_id,
+                                     "wall_time_s": wall, "config": config.to_dict(cfg), "env": env,
+                                     "metric_kinds": summary["metric_kinds"], "key_metrics": summary["key_metrics"],
+                                     "presets": resolved_presets(cfg_cls, presets), "metrics": metrics})
+    reference = files.reference()
+    atomic.write_text(deliv_path, _render(ctx, ban, metrics, reference, wall))
+    if not quiet:
+        print(f"\n{title}: done in {wall:.1f} s")
+        print(f"  deliverable: {deliv_path}\n  logs:        {tracker.run_dir}")
+        plots = sorted((out / "plots").glob(f"{name}_*.png"))
+        if plots:
+            print("  plots:       " + ", ".join(str(p) for p in plots))
+    return summary
+
+
+def preset_names(presets: dict) -> list[str]:
+    """nano, cpu, gpu first, then any extra presets a day defines."""
+    return ["nano", "cpu", "gpu"] + [k for k in presets if k not in ("nano", "cpu", "gpu")]
+
+
+def resolved_presets(cfg_cls, presets: dict) -> dict:
+    """Every preset as resolved: stored in reference.json for the sprint wrap-ups' config export."""
+    return {p: config.to_dict(config.resolve(cfg_cls, presets, _preset_key(p, presets))) for p in preset_names(presets)}
+
+
+def _preset_key(name: str, presets: dict) -> str | None:
+    """The key `config.resolve` takes: a day without an explicit preset uses its dataclass defaults."""
+    return name if name in presets else None
+
+
+def _num(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _render(ctx: Context, ban: str, metrics: dict, reference: dict | None, wall: float) -> str:
+    head = [f"# Day {ctx.day}: {_focus(ctx.day)} — deliverable", "",
+            f"_Generated by `python -m days.{ctx.name}.run{' --quick' if ctx.quick else ''}`; "
+            "every number below was measured by that run._", "",
+            "```text", ban, "```", "",
+            f"Run `{ctx.run_id}`, wall time {wall:.1f} s. Config (`{ctx.preset}` preset):", "",
+            "```yaml", config.to_yaml(ctx.cfg).rstrip(), "```", ""]
+    body = ctx.deliverable.render()
+    tail = ["", "## Key metrics", ""]
+    rows = []
+    ref_metrics = (reference or {}).get("metrics", {})
+    same_preset = reference is not None and reference.get("preset") == ctx.preset
+    for k, v in metrics.items():
+        r = ref_metrics.get(k) if same_preset else None
+        ratio = (v / r) if isinstance(v, (int, float)) and isinstance(r, (int, float)) and r else None
+        rows.append({"metric": k, "this run": _num(v), "reference run": "—" if r is None else _num(r),
+                     "ratio": "—" if ratio is None else f"{ratio:.3f}"})
+    tail.append(tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True) if rows else "_(none)_")
+    if reference is None:
+        tail += ["", "_No `reference.json` committed for this day yet._"]
+    elif not same_preset:
+        tail += ["", f"_The committed reference used preset `{reference.get('preset')}`; "
+                 f"this run used `{ctx.preset}`, so no ratio is shown._"]
+    else:
+        re_env = reference.get("env", {})
+        tail += ["", f"_Reference: run `{reference.get('run_id')}` on {re_env.get('platform')}, "
+                 f"{re_env.get('cpu_count')} cpus, torch {re_env.get('torch')}, device {re_env.get('device')}. "
+                 "Timings on another machine differ; compare ratios measured in one run._"]
+    return "\n".join(head) + "\n" + body + "\n".join(tail) + "\n"
+
+
+def cli(day: int, cfg_cls, presets: dict, main: Callable, argv: list[str] | None = None) -> int:
+    """Entry point of `python -m days.dayNN.run`; returns the exit code."""
+    args = _parser(day).parse_args(argv)
+    try:
+        if args.show_config:
+            dev = pick_device(args.device)
+            preset = "nano" if args.quick else args.preset or ("gpu" if dev.type == "cuda" else "cpu")
+            preset = None if preset == "cpu" and "cpu" not in presets else preset
+            print(config.to_yaml(config.resolve(cfg_cls, presets, preset, args.overrides)))
+            return 0
+        execute(day, cfg_cls, presets, main, quick=args.quick, device=args.device, preset=args.preset,
+                seed=args.seed, out=args.out, overrides=args.overrides, update_reference=args.update_reference)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing was recorded as done.", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print(f"\nerror: day {day} failed (traceback above); nothing was recorded as done.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def quick(module, out: str | Path, **overrides) -> dict:
+    """Run a day module (`days.dayNN.run`) at the nano size into `out`; returns the summary."""
+    return execute(module.DAY, module.Config, module.PRESETS, module.main, quick=True, out=out,
+                   overrides=overrides or None, quiet=True)

@@ -1,0 +1,148 @@
+"""Run tracking: the environment banner, metrics as JSON lines + TensorBoard, and the summary.
+
+One run = one folder `logs/dayNN/<run-id>/` holding
+    metrics.jsonl   one {"step", "name", "value", "time"} object per logged point
+    events.out.*    TensorBoard scalars for the same points (`make tensorboard`)
+    summary.json    config, environment, wall time, status and the day's key metrics
+
+`Tracker` is deliberately small: `log(name, value, step)`, `log_dict(...)`, `summary(...)`.
+`progress(...)` is the progress bar every loop longer than a few seconds uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from common import ROOT
+from common.run import atomic
+from common.run.progress_bar import progress  # noqa: F401  (re-exported: days use tracking.progress)
+
+# Files a run writes or a learner edits as they work: a change to these does not make the code dirty.
+GENERATED = ("progress.yaml", "README.md", "sprints/", "plots/", "logs/", "deliverable.md", "reference.json",
+             "snapshot.json", "config.yaml", "best_config.yaml", "cheatsheet.md", "notes.md")
+
+
+def dirty_paths(porcelain: str) -> list[str]:
+    """Changed tracked paths that are code or config (what `+dirty` means), from `git status --porcelain`."""
+    paths = [line[3:].split(" -> ")[-1].strip('"') for line in porcelain.splitlines() if line.strip()]
+    return [p for p in paths if not any(p == g or p.startswith(g) or p.endswith("/" + g) for g in GENERATED)]
+
+
+def git_commit(root: Path = ROOT) -> str:
+    """Short commit hash, with `+dirty` when code or config has uncommitted changes.
+
+    The learner's tracker, notes and the outputs runs generate do not count: a fresh clone's
+    `make day 1` marks the day `doing` in progress.yaml before the banner is printed."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha or "unknown") + ("+dirty" if dirty_paths(status) else "")
+
+
+def environment(device: torch.device | str | None = None) -> dict:
+    """Versions and hardware, as recorded in every banner, summary and deliverable."""
+    import numpy
+
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": f"{platform.system()} {platform.machine()}",
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device) if device is not None else "cpu",
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "git": git_commit(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),  # > cpu_count means timings are inflated
+    }
+    return env
+
+
+def banner(title: str, env: dict, seed: int | None, preset: str | None, cfg_hash: str | None) -> str:
+    """The block every run prints first."""
+    dev = env["device"] + (f" ({env['gpu']}, CUDA {env['cuda']})" if env.get("gpu") else "")
+    lines = [
+        f"== {title} ==",
+        f"seed {seed} | preset {preset} | config {cfg_hash} | device {dev}",
+        f"python {env['python']} | torch {env['torch']} | numpy {env['numpy']} | "
+        f"{env['platform']}, {env['cpu_count']} cpus, {env['torch_threads']} torch threads, load {env['load_avg_1m']} "
+        f"| git {env['git']}",
+    ]
+    return "\n".join(lines)
+
+
+def make_run_id(now: datetime | None = None) -> str:
+    """A sortable id: date-time plus the process id, so parallel runs do not collide."""
+    now = now or datetime.now()
+    return now.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 10000:04d}"
+
+
+class Tracker:
+    """Writes metrics to `run_dir/metrics.jsonl` and TensorBoard; `summary()` writes summary.json."""
+
+    def __init__(self, run_dir: str | os.PathLike, tensorboard: bool = True):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self._tb_enabled = tensorboard
+        self._tb = None  # created on first scalar: importing TensorBoard costs ~1 s
+        self.t0 = self._last_flush = time.time()
+
+    @property
+    def writer(self):
+        if self._tb is None and self._tb_enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(self.run_dir))
+        return self._tb
+
+    def log(self, name: str, value: float, step: int = 0) -> None:
+        value = float(value)
+        rec = {"step": int(step), "name": name, "value": value, "time": round(time.time() - self.t0, 4)}
+        self._jsonl.write(json.dumps(rec) + "\n")
+        if time.time() - self._last_flush > 5:  # a long run can be watched while it runs
+            self.flush()
+        if self.writer is not None:
+            self.writer.add_scalar(name, value, int(step))
+
+    def log_dict(self, values: dict, step: int = 0, prefix: str = "") -> None:
+        for k, v in values.items():
+            self.log(prefix + k, v, step)
+
+    def flush(self) -> None:
+        self._last_flush = time.time()
+        self._jsonl.flush()
+        if self._tb is not None:
+            self._tb.flush()
+
+    def summary(self, **fields) -> Path:
+        fields.setdefault("wall_time_s", round(time.time() - self.t0, 3))
+        return atomic.write_json(self.run_dir / "summary.json", fields)
+
+    def close(self) -> None:
+        self.flush()
+        self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """Load a metrics.jsonl file (or the one inside a run folder)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
