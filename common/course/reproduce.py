@@ -114,6 +114,7 @@ def run_day(root: Path, day: int, out: Path, quick: bool, timeout: float | None 
 
 
 def expected_path(root: Path, day: int, quick: bool) -> Path:
+    """What a run is compared with: snapshot.json for --quick, reference.json for the default."""
     files = DayFiles(root, day)
     return files.snapshot_path if quick else files.reference_path
 
@@ -195,6 +196,7 @@ def _line(res: dict) -> str:
 
 
 def render(results: list[dict], quick: bool) -> str:
+    """The Markdown report: a one-line verdict per day, then each day's metric table."""
     what = "quick snapshots (nano preset)" if quick else "reference runs (default preset)"
     lines = [f"# Reproduction against the committed {what}", "",
              f"{sum(passed(r) for r in results)} of {len(results)} days reproduce; "
@@ -212,6 +214,7 @@ def render(results: list[dict], quick: bool) -> str:
 
 
 def parse_days(spec: list[str], root: Path, lo: int | None, hi: int | None) -> list[int]:
+    """Day numbers from `7 9`, `all`, or a --from/--to range; a UserError for anything else."""
     built = built_days(root)
     if lo is not None or hi is not None or spec in ([], ["all"]):
         if spec not in ([], ["all"]):
@@ -229,6 +232,7 @@ def parse_days(spec: list[str], root: Path, lo: int | None, hi: int | None) -> l
 
 
 def main(argv: list[str] | None = None, root: Path = ROOT) -> int:
+    """`make reproduce` / `make snapshot`; exit 1 when an exact metric differs, 2 on bad input."""
     p = argparse.ArgumentParser(prog="make reproduce", description=__doc__.split("\n\n")[0])
     p.add_argument("days", nargs="*", help="day numbers, or `all`")
     p.add_argument("--from", dest="lo", type=int, default=None)

@@ -30,6 +30,8 @@ def built_days(root: Path) -> list[int]:
 
 @dataclass(frozen=True)
 class DayFiles:
+    """The committed files of day `day` under the project `root`."""
+
     root: Path
     day: int
 

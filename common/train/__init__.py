@@ -8,8 +8,17 @@ from-scratch optimizers.
 """
 
 from common.train.checkpoint import best_path, load_checkpoint, save_checkpoint
-from common.train.loop import TrainConfig, TrainResult, autocast, evaluate, full_split_loss, non_finite, train
+from common.train.loop import (
+                               TrainConfig,
+                               TrainResult,
+                               autocast,
+                               evaluate,
+                               full_split_loss,
+                               non_finite,
+                               train,
+                               train_config_for,
+)
 from common.train.schedules import SCHEDULES, lr_at
 
 __all__ = ["best_path", "load_checkpoint", "save_checkpoint", "TrainConfig", "TrainResult", "autocast",
-           "evaluate", "full_split_loss", "non_finite", "train", "SCHEDULES", "lr_at"]
+           "evaluate", "full_split_loss", "non_finite", "train", "train_config_for", "SCHEDULES", "lr_at"]

@@ -17,13 +17,16 @@ loop. What it guarantees:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch.profiler import record_function
 
+from common.data.loaders import BatchSource
 from common.lab import determinism
 from common.run.errors import UserError
 from common.run.progress_bar import progress
@@ -56,6 +59,31 @@ class TrainConfig:
     early_stop_patience: int = 0  # stop after this many evaluations without a new best val loss (0: off)
     nan_policy: str = "stop"     # stop | skip: what a non-finite loss or gradient does (day 17)
     max_skips: int = 10          # with "skip", stop anyway after this many skipped steps
+
+
+# Day configs that name a TrainConfig field differently (a day's `steps` is the loop's `max_iters`).
+ALIASES = {"steps": "max_iters", "patience": "early_stop_patience"}
+
+
+def train_config_for(day_cfg, **overrides) -> TrainConfig:
+    """The bridge from a day's flat config to the loop's: every TrainConfig field the day config
+    has (by name, or through ALIASES) is copied, then `overrides` win. `min_lr` defaults to lr / 10
+    (nanoGPT's floor; TrainConfig's own defaults, 1e-3 and 1e-4, follow the same rule).
+
+        tc = train_config_for(cfg, warmup_iters=cfg.steps // 20, eval_interval=0)
+    """
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise UserError(f"Unknown TrainConfig field(s) {unknown}; valid: {sorted(names)}.")
+    shared = {}
+    for f in dataclasses.fields(day_cfg):
+        key = ALIASES.get(f.name, f.name)
+        if key in names:
+            shared[key] = getattr(day_cfg, f.name)
+    kw = {**shared, **overrides}
+    kw.setdefault("min_lr", kw.get("lr", TrainConfig.lr) / 10)
+    return TrainConfig(**kw)
 
 
 @dataclass
@@ -143,7 +171,18 @@ def non_finite(loss: torch.Tensor, model, check_grads: bool = True) -> str | Non
     return None
 
 
-def train(model, train_batches, val_batches, cfg: TrainConfig, device, tracker=None, *,
+class MetricSink(Protocol):
+    """What `train()` logs into: `common.run.tracking.Tracker`, or a day's own recorder (days 14, 19, 25)."""
+
+    def log(self, name: str, value: float, step: int = 0) -> None: ...
+
+    def log_dict(self, values: dict, step: int = 0, prefix: str = "") -> None: ...
+
+    def flush(self) -> None: ...
+
+
+def train(model, train_batches: BatchSource, val_batches: BatchSource, cfg: TrainConfig, device,
+          tracker: MetricSink | None = None, *,
           ckpt_path=None, resume: bool = False, stop_at: int | None = None, show_progress: bool = True,
           optimizer=None) -> TrainResult:
     """Train `model` (returning (logits, loss) from `model(x, y)`) for `cfg.max_iters` optimizer steps.

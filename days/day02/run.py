@@ -17,7 +17,7 @@ from common import data
 from common.lab import bench, determinism
 from common.nn.model import GPT, gpt_config
 from common.run import plotting, runner
-from common.train import TrainConfig, train
+from common.train import train, train_config_for
 
 DAY = 2
 # How `make reproduce` compares each metric: everything not listed is exact (deterministic).
@@ -66,8 +66,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
                       n_embd=cfg.n_embd, block_size=cfg.block_size)
     tb = data.Batches(train_ids, cfg.block_size, cfg.batch_size, ctx.device)
     vb = data.Batches(val_ids, cfg.block_size, cfg.batch_size, ctx.device)
-    tc = dict(max_iters=cfg.steps, lr=cfg.lr, warmup_iters=max(1, cfg.steps // 10), eval_interval=0,
-              eval_iters=10, log_interval=1, compile_mode=cfg.compile_mode, compile_backend=cfg.compile_backend)
+    tc = dict(warmup_iters=max(1, cfg.steps // 10), eval_interval=0, eval_iters=10, log_interval=1)
 
     def make_model():
         determinism.seed_everything(ctx.seed)  # same init and same batches for both variants
@@ -78,7 +77,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         model = make_model()
         torch._dynamo.reset()
         with bench.PeakMemory(ctx.device) as mem:
-            res = train(model, tb, vb, TrainConfig(compile=compiled, **tc), ctx.device, show_progress=not ctx.quick)
+            res = train(model, tb, vb, train_config_for(cfg, compile=compiled, **tc), ctx.device,
+                        show_progress=not ctx.quick)
         runs[name] = (res, mem.delta_bytes)
         models[name] = torch.compile(model, mode=cfg.compile_mode, backend=cfg.compile_backend) if compiled else model
         for s, l in zip(res.train_log["step"], res.train_log["loss"]):

@@ -19,7 +19,7 @@ from common.lab import bench, determinism
 from common.nn.layers import LayerNorm, layer_norm_reference
 from common.nn.model import GPT, gpt_config
 from common.run import plotting, runner
-from common.train import TrainConfig, evaluate, train
+from common.train import evaluate, train, train_config_for
 
 DAY = 6
 # How `make reproduce` compares each metric: everything not listed is exact (deterministic).
@@ -58,8 +58,7 @@ def train_once(cfg, seed, corpus, dev, iters=None):
     determinism.seed_everything(seed)
     model = GPT(gpt_config("nano", vocab_size=tok.vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head,
                            n_embd=cfg.n_embd, block_size=cfg.block_size))
-    tc = TrainConfig(max_iters=iters or cfg.max_iters, lr=cfg.lr, min_lr=cfg.lr / 10, warmup_iters=cfg.warmup_iters,
-                     eval_interval=cfg.eval_interval, eval_iters=cfg.eval_iters, log_interval=10)
+    tc = train_config_for(cfg, max_iters=iters or cfg.max_iters, log_interval=10)
     res = train(model, data.Batches(tr, cfg.block_size, cfg.batch_size, dev),
                 data.Batches(va, cfg.block_size, cfg.batch_size, dev), tc, dev, show_progress=False)
     return res, model

@@ -25,7 +25,7 @@ from common import data
 from common.nn.generate import generate
 from common.nn.model import GPT, count_params_formula, gpt_config, gpt_config_for
 from common.run import plotting, runner
-from common.train import TrainConfig, full_split_loss, load_checkpoint, train
+from common.train import full_split_loss, load_checkpoint, train, train_config_for
 
 DAY = 7
 # How `make reproduce` compares each metric: everything not listed is exact (deterministic).
@@ -159,10 +159,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
 
     torch.manual_seed(ctx.seed)
     model = GPT(mcfg).to(dev)
-    tc = TrainConfig(max_iters=cfg.max_iters, lr=cfg.lr, min_lr=cfg.min_lr, warmup_iters=cfg.warmup_iters,
-                     lr_decay_iters=cfg.lr_decay_iters, weight_decay=cfg.weight_decay, beta2=cfg.beta2,
-                     grad_clip=cfg.grad_clip, eval_interval=cfg.eval_interval, eval_iters=cfg.eval_iters,
-                     compile=cfg.compile, dtype=cfg.dtype)
+    tc = train_config_for(cfg)
     ckpt = ctx.out / "checkpoints" / "day07_ckpt.pt"
     res = train(model, tb, vb, tc, dev, ctx.tracker, ckpt_path=ckpt, show_progress=not ctx.quick)
     h = res.history

@@ -16,7 +16,7 @@ import torch
 from common import data
 from common.nn.model import GPT, gpt_config_for
 from common.run import plotting, runner
-from common.train import TrainConfig, lr_at, train
+from common.train import lr_at, train, train_config_for
 from common.train.optim import ScratchOptimizer
 
 DAY = 12
@@ -79,9 +79,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         torch.manual_seed(ctx.seed)
         model = GPT(mcfg).to(dev)
         lr = PEAK_LR[opt_name]
-        tc = TrainConfig(max_iters=cfg.steps, lr=lr, min_lr=lr / 10, warmup_iters=cfg.warmup_iters, schedule=schedule,
-                         eval_interval=max(1, cfg.steps // 5), eval_iters=cfg.eval_iters, log_interval=5,
-                         weight_decay=0.0, grad_clip=0.0)
+        tc = train_config_for(cfg, lr=lr, schedule=schedule, eval_interval=max(1, cfg.steps // 5), log_interval=5,
+                              weight_decay=0.0, grad_clip=0.0)
         opt = ScratchOptimizer(model.parameters(), opt_name, lr=lr, **REFERENCE[opt_name][1])
         res = train(model, tb, vb, tc, dev, show_progress=not ctx.quick, optimizer=opt)
         return tc, res

@@ -9,6 +9,7 @@ With plain SGD the relevant quantity is the raw Hessian sharpness (no preconditi
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -20,11 +21,12 @@ from common.lab import determinism
 from common.nn.model import GPT, gpt_config
 from common.run import plotting, runner
 from common.run.errors import UserError
-from common.train import TrainConfig, lr_at, train
+from common.train import lr_at, train, train_config_for
 
 DAY = 19
-RULE = ("lowest final val loss among runs that never diverged; val losses equal to 2 decimals are a tie, "
-        "broken by the lower max gradient norm")
+RULE = ("lowest final val loss among runs that neither diverged (NaN) nor collapsed to chance; val losses equal "
+        "to 2 decimals are a tie, broken by the lower max gradient norm")
+CHANCE_MARGIN = 0.02   # a final val loss within this of ln(vocab) counts as collapsed to chance
 
 
 @dataclass
@@ -53,12 +55,12 @@ def nanmax(xs):
 
 def select_best(results: list[dict]) -> str | None:
     """The RULE applied: results have name, diverged (bool), val_loss, max_grad_norm. None if all diverged."""
-    ok = [r for r in results if not r["diverged"] and r["val_loss"] == r["val_loss"]]  # nan != nan
+    ok = [r for r in results if not r.get("failed", r["diverged"]) and r["val_loss"] == r["val_loss"]]  # nan != nan
     return min(ok, key=lambda r: (round(r["val_loss"], 2), r["max_grad_norm"]))["name"] if ok else None
 
 
 class Capture:
-    """A tracker that keeps train/loss and train/grad_norm per step (also of a run that dies) and forwards."""
+    """A `MetricSink` that keeps train/loss and train/grad_norm per step (also of a run that dies) and forwards."""
 
     def __init__(self, inner, prefix):
         self.inner, self.prefix, self.curves = inner, prefix, {"train/loss": {}, "train/grad_norm": {}}
@@ -84,8 +86,8 @@ def one_run(name, lr, warmup, cfg, ctx, corpus):
     ps = cv.params_of(model)
     P = sum(p.numel() for p in ps)
     x, y = data.Batches(tr, cfg.block_size, cfg.eig_batch, ctx.device, seed=ctx.seed + 1).fixed(1)[0]
-    tc = TrainConfig(max_iters=cfg.steps, lr=lr, warmup_iters=warmup, schedule="constant", grad_clip=0.0,
-                     weight_decay=0.0, eval_interval=max(1, cfg.steps // 5), eval_iters=cfg.eval_iters, log_interval=1)
+    tc = train_config_for(cfg, lr=lr, warmup_iters=warmup, schedule="constant", grad_clip=0.0, weight_decay=0.0,
+                          eval_interval=max(1, cfg.steps // 5), log_interval=1)
     eigs = {}
 
     def snapshot(step):
@@ -115,11 +117,23 @@ def one_run(name, lr, warmup, cfg, ctx, corpus):
         val = res.final_val
     except UserError as e:
         diverged_at = int(re.search(r"step (\d+)", str(e)).group(1))
+    # A run can blow up without a NaN: the loss spikes, the units saturate and the model settles on
+    # uniform predictions (val = ln V, the loss of knowing nothing) with vanishing gradients.
+    collapsed = diverged_at is None and val >= math.log(tok.vocab_size) - CHANCE_MARGIN
     gn = trk.curves["train/grad_norm"]
     ratios = {s: lam * lr_at(max(s - 1, 0), tc) / 2 for s, lam in eigs.items()}  # eta of the step just taken
     return {"name": name, "lr": lr, "warmup": warmup, "diverged": diverged_at is not None, "diverged_at": diverged_at,
+            "collapsed": collapsed, "failed": diverged_at is not None or collapsed,
             "val_loss": val, "max_grad_norm": max(gn.values()) if gn else float("nan"), "eigs": eigs,
             "ratios": ratios, "loss": trk.curves["train/loss"], "tc": tc}
+
+
+def outcome(r: dict) -> str:
+    if r["diverged"]:
+        return f"diverged (NaN) at step {r['diverged_at']}"
+    if r["collapsed"]:
+        return f"collapsed to chance (val {r['val_loss']:.3f})"
+    return f"trained (val {r['val_loss']:.3f})"
 
 
 def main(cfg: Config, ctx) -> dict:
@@ -141,16 +155,19 @@ def main(cfg: Config, ctx) -> dict:
         rows.append({"config": r["name"], "lr": r["lr"], "warm-up": r["warmup"], "2/eta": 2 / r["lr"],
                      "final val loss": f"{r['val_loss']:.3f}" if not r["diverged"] else "—",
                      "max grad norm": r["max_grad_norm"],
-                     "diverged at step": r["diverged_at"] if r["diverged"] else "never",
+                     "outcome": outcome(r),
                      "max sharpness ratio": nanmax(r["ratios"].values()),
                      "mean ratio, 2nd half": f"{sum(late) / len(late):.2f}" if late else "—"})
     d.table(rows, floatfmt=".3g")
     div = [r["name"] for r in results if r["diverged"]]
-    d.text(f"Best configuration by the rule: **{best}**. Diverged: {', '.join(div) if div else 'none'}.")
+    failed = [r["name"] for r in results if r["failed"]]
+    chance = math.log(corpus[0].vocab_size)
+    d.text(f"Best configuration by the rule: **{best}**. Failed: {', '.join(failed) if failed else 'none'} "
+           f"(a NaN stop, or a final val loss within {CHANCE_MARGIN} of chance, ln {corpus[0].vocab_size} = "
+           f"{chance:.3f}).")
     for lr in (cfg.lr_low, cfg.lr_high):
         a, b = [r for r in results if r["lr"] == lr]
-        fate = lambda r: f"diverged at step {r['diverged_at']}" if r["diverged"] else f"val {r['val_loss']:.3f}"  # noqa: E731
-        d.text(f"lr {lr:g}: without warm-up {fate(a)}, with {cfg.warmup} warm-up steps {fate(b)}.")
+        d.text(f"lr {lr:g}: without warm-up {outcome(a)}, with {cfg.warmup} warm-up steps {outcome(b)}.")
     snap = sorted({s for r in results for s in r["eigs"]})
     d.table([{"step": s, **{r["name"]: (f"{r['eigs'][s]:.3g} ({r['ratios'][s]:.2f})" if s in r["eigs"] else "—")
                             for r in results}} for s in snap])
@@ -169,7 +186,7 @@ def main(cfg: Config, ctx) -> dict:
     p = plotting.lines(ctx.plot_path("sharpness"), series, "SGD step", "eigenvalue (nats/char per param²)",
                        logy=True, title="Top Hessian eigenvalue vs the stability threshold 2/eta_t")
     d.image(p, "top eigenvalue of the training-loss Hessian; lines: 2/eta_t of each configuration")
-    out = {"best_config": best or "none", "n_diverged": len(div)}
+    out = {"best_config": best or "none", "n_diverged": len(div), "n_failed": len(failed)}
     for r in results:
         out[f"val_loss_{r['name']}"] = r["val_loss"]
         out[f"max_ratio_{r['name']}"] = nanmax(r["ratios"].values())

@@ -71,3 +71,8 @@ def test_quick_run(tmp_path):
     assert m[f"max_ratio_{best}"] > 0
     assert (tmp_path / "deliverable.md").is_file()
     assert (tmp_path / "plots" / "day19_loss.png").is_file() and (tmp_path / "plots" / "day19_sharpness.png").is_file()
+
+
+def test_a_run_collapsed_to_chance_is_not_the_best():
+    rs = [res("a", 2.40, 3.0), {**res("dead", 1.0, 0.0), "failed": True}]
+    assert select_best(rs) == "a"

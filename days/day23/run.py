@@ -24,7 +24,7 @@ from common.lab import bench
 from common.lab.scaling import compute_optimal, fit_law, leave_one_out, optimal_tokens, predict
 from common.nn.model import GPT, SHAPES, GPTConfig, count_params_formula, flops_per_token, non_embedding_params
 from common.run import plotting, runner
-from common.train import TrainConfig, autocast, full_split_loss, train
+from common.train import autocast, full_split_loss, train, train_config_for
 
 DAY = 23
 # How `make reproduce` compares each metric: everything not listed is exact (deterministic).
@@ -99,8 +99,8 @@ def train_grid(cfg: Config, ctx: runner.Context, td) -> list[dict]:
                       n_head=max(1, n_embd // cfg.head_size))
         torch.manual_seed(ctx.seed)
         model = GPT(c).to(dev)
-        tc = TrainConfig(max_iters=steps, lr=cfg.lr, min_lr=cfg.lr / 10, warmup_iters=max(1, steps // 10),
-                         eval_interval=0, eval_iters=1, log_interval=max(1, steps // 10))
+        tc = train_config_for(cfg, max_iters=steps, warmup_iters=max(1, steps // 10), eval_interval=0, eval_iters=1,
+                              log_interval=max(1, steps // 10))
         loaders = [data.StreamingLoader(s, cfg.block_size, cfg.batch_size, seed=ctx.seed, device=dev)
                    for s in (td.train, td.val)]  # same seed: a longer budget reads a superset of a shorter one
         res = train(model, *loaders, tc, dev, show_progress=not ctx.quick)

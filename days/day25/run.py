@@ -24,7 +24,7 @@ from common.data import corpus
 from common.nn.generate import generate
 from common.nn.model import GPT, gpt_config_for
 from common.run import plotting, runner
-from common.train import TrainConfig, full_split_loss, load_checkpoint, save_checkpoint, train
+from common.train import TrainConfig, full_split_loss, load_checkpoint, save_checkpoint, train, train_config_for
 from days.day25.worker import read_log
 
 DAY = 25
@@ -127,9 +127,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     model = GPT(mcfg).to(dev)
     tb = data.StreamingLoader(td.train, cfg.block_size, cfg.batch_size, seed=ctx.seed, device=dev)
     vb = data.StreamingLoader(td.val, cfg.block_size, cfg.batch_size, seed=ctx.seed + 1, device=dev)
-    tc = TrainConfig(max_iters=cfg.max_iters, lr=cfg.lr, min_lr=cfg.lr / 10, warmup_iters=cfg.warmup_iters,
-                     eval_interval=cfg.eval_interval, eval_iters=cfg.eval_iters, ckpt_interval=cfg.ckpt_interval,
-                     dtype=cfg.dtype, compile=cfg.compile)
+    tc = train_config_for(cfg)
     ckpt = ctx.cache_dir() / "pretrain.pt"
     start = load_checkpoint(ckpt)["iter"] + 1 if cfg.resume and ckpt.is_file() else 0
     opt = model.configure_optimizer(tc.weight_decay, tc.lr, (tc.beta1, tc.beta2), dev.type)

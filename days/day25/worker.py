@@ -17,7 +17,7 @@ import torch
 
 
 class LineLog:
-    """The part of `common.run.tracking.Tracker` that `train()` calls, flushing every line."""
+    """A `MetricSink` (what `train()` calls) that flushes every line, so a killed worker leaves its log."""
 
     def __init__(self, path):
         self.f = open(path, "a", encoding="utf-8")

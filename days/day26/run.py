@@ -16,7 +16,7 @@ import torch
 from common import data
 from common.nn.model import GPT, gpt_config_for
 from common.run import plotting, runner
-from common.train import TrainConfig, best_path, full_split_loss, load_checkpoint, train
+from common.train import best_path, full_split_loss, load_checkpoint, train, train_config_for
 
 DAY = 26
 
@@ -50,8 +50,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     mcfg = gpt_config_for(cfg, vocab_size=tok.vocab_size)
     torch.manual_seed(ctx.seed)
     model = GPT(mcfg).to(dev)
-    tc = TrainConfig(max_iters=cfg.max_iters, lr=cfg.lr, min_lr=cfg.lr / 10, warmup_iters=50, weight_decay=0.0,
-                     eval_interval=cfg.eval_interval, eval_iters=cfg.eval_iters, early_stop_patience=cfg.patience)
+    tc = train_config_for(cfg, warmup_iters=50, weight_decay=0.0)
     ckpt = ctx.out / "checkpoints" / "day26_ckpt.pt"
     res = train(model, *data.split_batches(tr, va, cfg.block_size, cfg.batch_size, dev), tc, dev, ctx.tracker,
                 ckpt_path=ckpt, show_progress=not ctx.quick)

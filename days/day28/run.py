@@ -22,7 +22,7 @@ from common.data import corpus
 from common.nn.model import GPT, flops_per_token, gpt_config, gpt_config_for
 from common.run import plotting, runner
 from common.run.errors import UserError
-from common.train import TrainConfig, train
+from common.train import TrainConfig, train, train_config_for
 
 DAY = 28
 # How `make reproduce` compares each metric: everything not listed is exact (deterministic).
@@ -132,8 +132,8 @@ def timed_run(cfg: Config, td, micro: int, steps: int, seed: int, dev):
     """One run of the project's training loop at micro-batch `micro` with E / micro accumulation steps."""
     torch.manual_seed(seed)
     model = GPT(gpt_config_for(cfg, vocab_size=cfg.vocab_size))
-    tc = TrainConfig(max_iters=steps, grad_accum=cfg.effective_batch // micro, warmup_iters=1, eval_interval=0,
-                     eval_iters=1, dtype=cfg.dtype)
+    tc = train_config_for(cfg, max_iters=steps, grad_accum=cfg.effective_batch // micro, warmup_iters=1,
+                          eval_interval=0, eval_iters=1)
     return train(model, data.StreamingLoader(td.train, cfg.block_size, micro, seed=seed, device=dev),
                  data.StreamingLoader(td.val, cfg.block_size, micro, seed=seed + 1, device=dev), tc, dev,
                  show_progress=False)

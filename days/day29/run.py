@@ -16,7 +16,7 @@ import torch
 from common import data
 from common.nn.model import GPT, gpt_config_for
 from common.run import plotting, runner
-from common.train import TrainConfig, full_split_loss, lr_at, train
+from common.train import full_split_loss, lr_at, train, train_config_for
 
 DAY = 29
 
@@ -64,8 +64,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     for name, over in schedules(cfg).items():
         torch.manual_seed(ctx.seed)
         model = GPT(mcfg).to(dev)
-        tc = TrainConfig(max_iters=cfg.max_iters, lr=cfg.lr, eval_interval=cfg.eval_interval,
-                         eval_iters=cfg.eval_iters, **over)
+        tc = train_config_for(cfg, **over)
         res = train(model, *data.split_batches(tr, va, cfg.block_size, cfg.batch_size, dev), tc, dev,
                     show_progress=not ctx.quick)
         steps, val = res.history["step"], res.history["val"]
