@@ -22,6 +22,7 @@ from common import ROOT
 from common.course import curriculum
 from common.course.progress import Progress, dashboard, fresh_text
 from common.course.report import write_reports
+from common.run.dayfiles import DayFiles, built_days, day_name
 from common.run.errors import UserError
 
 USAGE = "usage: make day N (N from 1 to 100), e.g. `make day 7` or `make day 7 ARGS=\"--quick\"`"
@@ -39,10 +40,6 @@ def parse_day(raw: str | None) -> int:
     if not 1 <= n <= curriculum.N_DAYS:
         raise UserError(f"There is no day {n}; days run from 1 to {curriculum.N_DAYS}.")
     return n
-
-
-def built_days(root: Path) -> list[int]:
-    return sorted(int(p.parent.name[3:]) for p in (root / "days").glob("day[0-9][0-9]*/run.py"))
 
 
 def _ranges(ns: list[int]) -> str:
@@ -67,9 +64,10 @@ def cmd_day(args: list[str], root: Path) -> int:
     """make day N: run the day, then its tests; record it only if both pass."""
     n = parse_day(args[0] if args else None)
     extra = args[1:]
-    name = f"day{n:02d}"
+    files = DayFiles(root, n)
+    name = files.name
     focus = curriculum.day(n).focus
-    if not (root / "days" / name / "run.py").is_file():
+    if not files.built:
         raise UserError(f"Day {n} ({focus}) is not built yet; built days: {_ranges(built_days(root))}.")
     quick = "--quick" in extra
     prog = None
@@ -79,7 +77,7 @@ def cmd_day(args: list[str], root: Path) -> int:
         prog.save()
     print(f"== make day {n}: {focus} ==", flush=True)
     env = _env(root)
-    rc = subprocess.call([sys.executable, "-m", f"days.{name}.run", *extra], cwd=root, env=env)
+    rc = subprocess.call([sys.executable, "-m", files.module, *extra], cwd=root, env=env)
     if rc != 0:
         print(f"\nDay {n}: the run failed (exit {rc}); progress.yaml not marked done.", file=sys.stderr)
         return rc
@@ -106,8 +104,8 @@ def cmd_day(args: list[str], root: Path) -> int:
     nxt = n + 1
     if nxt <= curriculum.N_DAYS:
         d = curriculum.day(nxt)
-        built = (root / "days" / f"day{nxt:02d}" / "run.py").is_file()
-        print(f"Next: day {nxt}, {d.focus}: read days/day{nxt:02d}/notes.md, then `make day {nxt}`"
+        built = DayFiles(root, nxt).built
+        print(f"Next: day {nxt}, {d.focus}: read days/{day_name(nxt)}/notes.md, then `make day {nxt}`"
               + ("" if built else " (not built yet)"))
     return 0
 

@@ -9,13 +9,14 @@ the answers included, is kept exactly as written.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
+import string
 from pathlib import Path
 
 from common.course import curriculum
 from common.course.progress import Progress, hours_planned, hours_spent, week_of
 from common.run import atomic
+from common.run.dayfiles import DayFiles
 
 AUTO = re.compile(r"<!-- auto:(\w+) -->\n.*?<!-- /auto:\1 -->", re.S)
 
@@ -28,11 +29,7 @@ def _fmt(v) -> str:
 
 def load_reference(root: Path, n: int) -> dict:
     """The metrics of a day's committed reference run ({} if none)."""
-    p = root / "days" / f"day{n:02d}" / "reference.json"
-    try:
-        return json.loads(p.read_text()).get("metrics", {}) if p.is_file() else {}
-    except ValueError:
-        return {}
+    return DayFiles(root, n).reference_metrics()
 
 
 def target_cells(n: int, metrics: dict) -> list[str]:
@@ -76,7 +73,7 @@ def sprint_report(root: Path, prog: Progress, s: int) -> str:
         mcell = "<br>".join(f"{k} = {_fmt(v)}" for k, v in metrics.items()) or "—"
         tcell = "<br>".join(target_cells(n, metrics)) or "—"
         rcell = "<br>".join(reference_cells(metrics, load_reference(root, n))) or "—"
-        deliv = root / "days" / d.folder / "deliverable.md"
+        deliv = DayFiles(root, d.n).deliverable_path
         dcell = f"[deliverable](../days/{d.folder}/deliverable.md)" if deliv.is_file() else "—"
         out.append(f"| {n} | {d.focus} | {e['status']} | {hours_spent(e):.1f} / {hours_planned(n):.1f} | "
                    f"{mcell} | {tcell} | {rcell} | {dcell} |")
@@ -144,92 +141,13 @@ def _auto(name: str, body: str) -> str:
     return f"<!-- auto:{name} -->\n{body}\n<!-- /auto:{name} -->"
 
 
+TEMPLATE = Path(__file__).with_name("templates") / "reflection.md"  # the protocol's sections, in our words
+
+
 def reflection_template(blocks: dict[str, str], wk: int) -> str:
-    """A new reflection file: the protocol's sections with our auto blocks filled in."""
+    """A new reflection file: templates/reflection.md with our auto blocks (`${name}`) filled in."""
     a = {k: _auto(k, v) for k, v in blocks.items()}
-    return f"""# Week {wk} reflection
-
-_Prefilled by `make report`. Only the blocks between `auto` markers are refreshed on later runs;
-write your answers anywhere else and they stay. Budget about two hours, once a week._
-
-## 1. Build log (about 30 min)
-
-{a['numbers']}
-
-**What got done**
-- Core work finished? (yes / no, and what exactly):
-- Stretch items attempted or skipped:
-- Code health (tests, docs, tidy commits):
-
-**Numbers against targets**
-{a['metrics']}
-
-- Anything else worth recording (loss, perplexity, tokens/s, GPU utilisation):
-
-**Highlight of the week** (what clicked):
-
-**Nastiest bug** (what broke, the fix, the lesson):
-
-**Snippets worth keeping** (one to three, with a comment each):
-
-## 2. Pivot decision (about 20 min)
-
-Work through the questions in order and stop at the first that sends you somewhere.
-
-1. Is the core work done? If not, was it a knowledge gap (add a few days of deep-dive reading and
-   re-implementation), a bad time estimate (repeat the week with less scope), or low motivation
-   (take two days off, then reassess)?
-   - Answer:
-2. Could you explain this week's ideas without your notes? If not, plan a short deep-dive: two or
-   three related papers, a from-scratch re-implementation, a written explainer.
-   - Answer:
-3. Does anything block next week? List the gaps and, if needed, a catch-up block.
-   - Answer:
-4. Compress or extend? Compress when more than a week behind, when energy is below 7/10 or compute
-   is short; extend when ahead, energy is above 8/10 and you want depth.
-   - Answer:
-
-**Decision** (as planned / repeat / deep-dive / catch-up / compress / extend):
-
-**Three concrete actions for next week**
-- [ ]
-- [ ]
-- [ ]
-
-## 3. Next week (about 40 min)
-
-{a['next']}
-
-- Prerequisites you lack (knowledge, compute, data, tools):
-- Time estimate (core / stretch / buffer for debugging):
-- Risks:
-- Which day of the week for which task:
-
-## 4. Paper queue (about 10 min)
-
-Read this week:
-{a['papers']}
-
-- Must read next week:
-- Nice to read:
-- New papers worth a look:
-
-## 5. Motivation check (about 20 min)
-
-- Energy (1–10):
-- Interest (1–10):
-- Momentum (1–10):
-- Overall: green if all three are above 7, yellow if any is 5–7 (trim scope or rest), red if any
-  is below 5 (stop and rethink the plan):
-
-## 6. Journal (optional, about 10 min)
-
-- What did I learn about how I work?
-- What surprised me?
-- What frustrated me?
-- What would I do differently?
-- What am I looking forward to?
-"""
+    return string.Template(TEMPLATE.read_text(encoding="utf-8")).substitute(wk=wk, **a)
 
 
 def merge_reflection(old: str, new_blocks: dict[str, str]) -> str:

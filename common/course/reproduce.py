@@ -38,7 +38,7 @@ from tabulate import tabulate
 
 from common import ROOT
 from common.run import atomic
-from common.run.dayfiles import DayFiles, built_days
+from common.run.dayfiles import DayFiles, built_days, day_name
 from common.run.errors import UserError
 
 PRINTED = ".4g"                # the precision deliverables print, and so the precision `exact` means
@@ -108,7 +108,7 @@ def run_day(root: Path, day: int, out: Path, quick: bool, timeout: float | None 
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
         raise UserError(f"day {day} failed (exit {proc.returncode}): {tail[0]}")
-    name = f"day{day:02d}"
+    name = day_name(day)
     run_id = (out / "logs" / name / "LATEST").read_text().strip()
     return json.loads((out / "logs" / name / run_id / "summary.json").read_text())
 
@@ -148,7 +148,7 @@ def reproduce(root: Path, days: list[int], quick: bool = False, write: bool = Fa
         expected = expected_path(root, day, quick)
         echo(f"day {day:>3}: running {'nano' if quick else 'default'} preset ...", flush=True)
         try:
-            summary = run_day(root, day, scratch / f"day{day:02d}", quick)
+            summary = run_day(root, day, scratch / day_name(day), quick)
         except UserError as e:
             results.append({"day": day, "error": str(e), "rows": [], "wall": time.time() - t0})
             echo(f"day {day:>3}: {e}")

@@ -6,10 +6,27 @@ calls read `data.char_corpus()`, `data.load_text("wikitext2", "valid.txt")`, `da
 Tokenizers, the corpus and synthetic tasks are imported by module: `from common.data import corpus`.
 """
 
-from common.data.loaders import (BatchSource, Batches, ShardedTokens, StreamingLoader, char_corpus,
-                                 split_batches, write_shards)
-from common.data.registry import (DATASETS, DataError, DataFile, available, data_dirs, data_path, download,
-                                  load_text, sha256_of, verify)
+from common.data.loaders import (
+                                 Batches,
+                                 BatchSource,
+                                 ShardedTokens,
+                                 StreamingLoader,
+                                 char_corpus,
+                                 split_batches,
+                                 write_shards,
+)
+from common.data.registry import (
+                                 DATASETS,
+                                 DataError,
+                                 DataFile,
+                                 available,
+                                 data_dirs,
+                                 data_path,
+                                 download,
+                                 load_text,
+                                 sha256_of,
+                                 verify,
+)
 
 __all__ = ["BatchSource", "Batches", "ShardedTokens", "StreamingLoader", "char_corpus", "split_batches",
            "write_shards", "DATASETS", "DataError", "DataFile", "available", "data_dirs", "data_path",

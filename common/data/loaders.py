@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from common.data.registry import DataError, load_text
 from common.run import atomic
 from common.run.errors import UserError
-from common.data.registry import DataError, load_text
 
 
 class BatchSource(Protocol):

@@ -18,9 +18,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import ROOT
 from common.run import atomic
 from common.run.errors import UserError
-from common import ROOT
 from common.run.progress_bar import progress
 
 

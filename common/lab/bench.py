@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import psutil
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 
 def sync(device: torch.device | str | None = None) -> None:
@@ -72,22 +74,37 @@ def time_fn(fn, *, warmup: int = 3, repeats: int = 10, device=None, min_time: fl
     return t
 
 
+def interleave(measures: dict, rounds: int, rotate: bool = False) -> dict[str, list]:
+    """Call every measurement once per round, in turn, and collect what each returns.
+
+    Interleaving spreads slow drifts of the machine (another process, thermal throttling) over all
+    variants alike. `rotate` starts round r at the r-th variant, so no variant always runs first.
+    A measurement is any callable: a timing (`lambda: time_fn(f).mean`) or a whole run's tokens/s.
+    """
+    names = list(measures)
+    out = {n: [] for n in names}
+    for r in range(rounds):
+        k = r % len(names) if rotate and names else 0
+        for n in names[k:] + names[:k]:
+            out[n].append(measures[n]())
+    return out
+
+
 def compare(fns: dict, *, rounds: int = 5, repeats: int = 2, warmup: int = 1, device=None,
-            per_round: bool = False) -> dict[str, Timing]:
+            per_round: bool = False, min_time: float = 0.0) -> dict[str, Timing]:
     """Time several variants interleaved, so machine noise hits all of them alike.
 
     Each variant is warmed up, then in every one of `rounds` rounds each variant in turn runs
-    `repeats` timed calls. Returns {name: Timing} with every call's time, or with one sample per
-    round (that round's mean) when `per_round` is set, for mean ± std over rounds.
+    `repeats` timed calls (more until `min_time` seconds pass). Returns {name: Timing} with every
+    call's time, or with one sample per round (that round's mean) when `per_round` is set, for
+    mean ± std over rounds.
     """
     for fn in fns.values():
         time_fn(fn, warmup=warmup, repeats=0, device=device)
-    out = {name: Timing() for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t = time_fn(fn, warmup=0, repeats=repeats, device=device)
-            out[name].times += [t.mean] if per_round else t.times
-    return out
+    runs = interleave({name: (lambda fn=fn: time_fn(fn, warmup=0, repeats=repeats, device=device,
+                                                     min_time=min_time)) for name, fn in fns.items()}, rounds)
+    return {name: Timing([t.mean for t in ts] if per_round else [x for t in ts for x in t.times])
+            for name, ts in runs.items()}
 
 
 def mean_std(values) -> tuple[float, float]:
@@ -164,3 +181,44 @@ class PeakMemory:
 def mib(n_bytes: float) -> float:
     """Bytes to MiB."""
     return n_bytes / 2**20
+
+
+class ByteCounter(TorchDispatchMode):
+    """Bytes every (non-view) ATen op reads and writes inside the block: what unfused eager moves.
+
+        with ByteCounter() as bc:
+            step()
+        bc.bytes, bc.ops
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.bytes, self.ops = 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not func.is_view:
+            tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
+            self.bytes += sum(t.numel() * t.element_size() for t in tensors)
+            self.ops += 1
+        return out
+
+
+class ColdCompile:
+    """Switch inductor's on-disk FX-graph and AOT-autograd caches off inside the block, so a timed
+    `torch.compile` pays the full compile (when `enabled`), not a cache hit from an earlier run."""
+
+    def __init__(self, enabled: bool = True):
+        import torch._functorch.config as fconf
+        import torch._inductor.config as iconf
+        self.enabled, self.confs = enabled, [(iconf, "fx_graph_cache"), (fconf, "enable_autograd_cache")]
+
+    def __enter__(self):
+        self.saved = [getattr(c, k) for c, k in self.confs]
+        for c, k in self.confs:
+            setattr(c, k, getattr(c, k) and not self.enabled)
+        return self
+
+    def __exit__(self, *exc):
+        for (c, k), v in zip(self.confs, self.saved):
+            setattr(c, k, v)

@@ -40,7 +40,7 @@ from tabulate import tabulate
 from common.course import curriculum
 from common.lab import determinism
 from common.run import atomic, config, tracking
-from common.run.dayfiles import DayFiles
+from common.run.dayfiles import DayFiles, day_name
 from common.run.errors import UserError
 
 DEFAULT_SEED = 1337
@@ -107,16 +107,43 @@ class Context:
 
     @property
     def name(self) -> str:
-        return f"day{self.day:02d}"
+        return day_name(self.day)
 
     @property
     def run_dir(self) -> Path:
         return self.tracker.run_dir
 
+    @property
+    def files(self) -> DayFiles:
+        return DayFiles(self.root, self.day)
+
+    @property
+    def full(self) -> bool:
+        """A full run writes into the project; --quick (or --out) into a scratch folder."""
+        return self.out == self.root
+
+    @property
+    def day_dir(self) -> Path:
+        """Where the day's own generated files go: days/dayNN on a full run, else the scratch folder."""
+        return self.files.dir if self.full else self.out
+
     def plot_path(self, what: str) -> Path:
-        p = self.out / "plots" / f"{self.name}_{what}.png"
+        """plots/dayNN_<what>.png under this run's output folder (folder created)."""
+        p = self.files.plot(what, self.out)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
+
+    def train(self, model, train_batches, val_batches, tc, *, run: str = "", **kw):
+        """`common.train.train` on this run's device, every curve logged to this run's tracker.
+
+        `run` names the training run when a day trains several (its curves land under `run/` in
+        metrics.jsonl and TensorBoard); the progress bar shows on full runs only. This is the
+        default path, so no day forgets its curves; pass `tracker=` to log elsewhere."""
+        from common.train import train
+
+        kw.setdefault("show_progress", not self.quick)
+        tracker = kw.pop("tracker", None) or (self.tracker.scoped(run) if run else self.tracker)
+        return train(model, train_batches, val_batches, tc, self.device, tracker, **kw)
 
     def cache_dir(self, shared: str | None = None) -> Path:
         """Artifacts worth reusing across runs (checkpoints, tokenizers): `.cache/dayNN` under `out`.
@@ -172,8 +199,8 @@ def execute(day: int, cfg_cls, presets: dict, main: Callable, *, quick: bool = F
     preset = preset or ("gpu" if dev.type == "cuda" and "gpu" in presets else "cpu")
     # `cpu` is the dataclass defaults, so a day need not spell out an empty cpu preset
     cfg = config.resolve(cfg_cls, presets, None if preset == "cpu" and "cpu" not in presets else preset, overrides)
-    out = Path(out) if out else (Path(tempfile.mkdtemp(prefix=f"day{day:02d}_quick_")) if quick else root)
-    name = f"day{day:02d}"
+    name = day_name(day)
+    out = Path(out) if out else (Path(tempfile.mkdtemp(prefix=f"{name}_quick_")) if quick else root)
     run_id = tracking.make_run_id()
     tracker = tracking.Tracker(out / "logs" / name / run_id)
     deliv_path = DayFiles(root, day).deliverable_path if out == root else out / "deliverable.md"

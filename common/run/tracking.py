@@ -128,6 +128,10 @@ class Tracker:
         if self._tb is not None:
             self._tb.flush()
 
+    def scoped(self, prefix: str) -> Scoped:
+        """This tracker with every name under `prefix/`: one run's curves among several in one day."""
+        return Scoped(self, prefix)
+
     def summary(self, **fields) -> Path:
         fields.setdefault("wall_time_s", round(time.time() - self.t0, 3))
         return atomic.write_json(self.run_dir / "summary.json", fields)
@@ -137,6 +141,23 @@ class Tracker:
         self._jsonl.close()
         if self._tb is not None:
             self._tb.close()
+
+
+class Scoped:
+    """A view of a Tracker that puts every name under `prefix/` (a `MetricSink`, as `train()` wants)."""
+
+    def __init__(self, inner: Tracker, prefix: str):
+        self.inner, self.prefix = inner, prefix.strip("/")
+
+    def log(self, name: str, value: float, step: int = 0) -> None:
+        self.inner.log(f"{self.prefix}/{name}", value, step)
+
+    def log_dict(self, values: dict, step: int = 0, prefix: str = "") -> None:
+        for k, v in values.items():
+            self.log(prefix + k, v, step)
+
+    def flush(self) -> None:
+        self.inner.flush()
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:

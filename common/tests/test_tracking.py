@@ -91,3 +91,20 @@ def test_deterministic_context_restores_every_switch():
     with determinism.deterministic(True, warn_only=True):
         assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
     assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark) == before
+
+
+def test_interleave_rotates_the_starting_variant():
+    order = []
+    out = bench.interleave({n: (lambda n=n: order.append(n) or len(order)) for n in "abc"}, rounds=3, rotate=True)
+    assert order == list("abc" "bca" "cab")
+    assert out["a"] == [1, 6, 8] and out["c"] == [3, 5, 7]
+    order.clear()
+    bench.interleave({n: (lambda n=n: order.append(n)) for n in "ab"}, rounds=2)
+    assert order == list("abab")
+
+
+def test_compare_min_time_keeps_calling():
+    import time
+
+    t = bench.compare({"x": lambda: time.sleep(0.001)}, rounds=1, repeats=1, warmup=0, min_time=0.02)
+    assert len(t["x"].times) >= 5

@@ -17,7 +17,7 @@ from common import data
 from common.lab import bench, determinism
 from common.nn.model import GPT, gpt_config
 from common.run import plotting, runner
-from common.train import train, train_config_for
+from common.train import train_config_for
 
 DAY = 2
 # How `make reproduce` compares each metric: everything not listed is exact (deterministic).
@@ -77,12 +77,9 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         model = make_model()
         torch._dynamo.reset()
         with bench.PeakMemory(ctx.device) as mem:
-            res = train(model, tb, vb, train_config_for(cfg, compile=compiled, **tc), ctx.device,
-                        show_progress=not ctx.quick)
+            res = ctx.train(model, tb, vb, train_config_for(cfg, compile=compiled, **tc), run=name)
         runs[name] = (res, mem.delta_bytes)
         models[name] = torch.compile(model, mode=cfg.compile_mode, backend=cfg.compile_backend) if compiled else model
-        for s, l in zip(res.train_log["step"], res.train_log["loss"]):
-            ctx.tracker.log(f"{name}/train_loss", l, s)
 
     # Interleaved step benchmark: one eager step, one compiled step, repeat.
     x, y = tb.sample()

@@ -170,11 +170,11 @@ def measure(cfg, ctx, T, dtype, impls, train):
             continue
         rows[name] = {"tok_s": [], "err": err, "peak_mib": bench.mib(mem.delta_bytes), "t": []}
         fns[name] = call
-    for _ in range(cfg.runs):  # interleaved rounds
-        for name, call in fns.items():
-            t = bench.time_fn(call, warmup=0, repeats=cfg.iters, device=dev, min_time=cfg.min_time_s).mean
-            rows[name]["t"].append(t)
-            rows[name]["tok_s"].append(B * T / t)
+    timings = bench.compare(fns, rounds=cfg.runs, repeats=cfg.iters, warmup=0, device=dev, per_round=True,
+                            min_time=cfg.min_time_s)  # interleaved rounds, one mean per round
+    for name, t in timings.items():
+        rows[name]["t"] = t.times
+        rows[name]["tok_s"] = [B * T / x for x in t.times]
     return B, rows, dispatcher_choice(q.detach())
 
 

@@ -77,17 +77,25 @@ def crossing(xs, ys, level):
     return xs[0] if ys and ys[0] >= level else None
 
 
-def main(cfg: Config, ctx: runner.Context) -> dict:
-    dev, d = ctx.device, ctx.deliverable
+def measure(cfg: Config, ctx: runner.Context) -> dict:
+    """Build the untrained decoder and run every measurement, in order; returns raw results and tables."""
+    dev = ctx.device
     torch.manual_seed(ctx.seed)
     ctxs = ints(cfg.contexts)
     mcfg = gpt_config("baby", n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, pos="rope",
                       block_size=max(ctxs) + cfg.new_tokens)
     model = GPT(mcfg).to(dev).eval()
-    d.section("Cached vs recompute decoding")
-    d.text(f"A {model.num_params():,}-parameter decoder ({cfg.n_layer} layers, {cfg.n_head} heads, width "
-           f"{cfg.n_embd}, RoPE so the context is not capped by a position table) generates {cfg.new_tokens} "
-           f"tokens greedily after a prompt of each length; mean ± std over {cfg.repeats} repeats.")
+    res = {"n_params": model.num_params(), "ctxs": ctxs}
+    res |= measure_contexts(model, mcfg, ctxs, cfg, ctx)
+    res |= measure_batches(model, mcfg, cfg, ctx)
+    res |= measure_paged(model, mcfg, cfg, ctx)
+    res["lru_ok"] = check_lru(cfg.block_size)
+    return res
+
+
+def measure_contexts(model, mcfg, ctxs, cfg: Config, ctx: runner.Context) -> dict:
+    """Cached vs recompute decoding at each prompt length: the table rows and the speed-ups."""
+    dev = ctx.device
     rows, speedups = [], []
     for L in tracking_progress(ctxs, ctx):
         prompt = torch.randint(0, mcfg.vocab_size, (1, L), device=dev)
@@ -101,17 +109,12 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         rows.append({"context": L, "cached tok/s": round(cfg.new_tokens / tc.mean, 1),
                      "recompute tok/s": round(cfg.new_tokens / tr.mean, 1), "speed-up": round(sp, 2),
                      "cached time": str(tc), "same tokens": "yes" if same else "NO"})
-    d.table(rows)
-    cross = crossing(ctxs, speedups, 10.0)
-    p = plotting.lines(ctx.plot_path("kv_speedup_vs_context"), {"cached / recompute": (ctxs, speedups)},
-                       "context length (tokens)", "speed-up of cached decoding (×)",
-                       "KV cache vs recomputing the context", logx=True, markers=True, hline=(10, "10× milestone"))
-    d.image(p, "Speed-up of cached decoding over full recomputation, per context length")
-    d.text(f"The cache reaches the 10× milestone at a context of about {cross} tokens." if cross else
-           f"The cache does not reach 10× within these contexts (best {max(speedups):.1f}× at {ctxs[-1]}).")
+    return {"ctx_rows": rows, "speedups": speedups}
 
-    d.section("Decode throughput vs batch size")
-    bl = cfg.batch_context
+
+def measure_batches(model, mcfg, cfg: Config, ctx: runner.Context) -> dict:
+    """Cached decode throughput at each batch size, prompt length `batch_context`."""
+    dev, bl = ctx.device, cfg.batch_context
     brows, bx, by = [], [], []
     for B in ints(cfg.batches):
         prompt = torch.randint(0, mcfg.vocab_size, (B, bl), device=dev)
@@ -121,17 +124,12 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         by.append(tps)
         brows.append({"batch": B, "tokens/s (all sequences)": round(tps, 1),
                       "per-sequence tokens/s": round(tps / B, 1), "time": str(t)})
-    d.table(brows)
-    p = plotting.lines(ctx.plot_path("decode_tokens_per_s_vs_batch"), {"cached decoding": (bx, by)},
-                       "batch size (sequences)", "tokens generated per second", f"Decode throughput, context {bl}",
-                       logx=True, markers=True)
-    d.image(p, "Batching amortises the weight reads of each decode step")
-    gain = by[-1] / by[0]
-    why = ("each step reads every weight once whatever the batch, so larger batches share that cost"
-           if gain > 1 else "on this machine the extra attention and matmul work outweighs the shared weight reads")
-    d.text(f"Going from batch {bx[0]} to {bx[-1]} multiplies total decode throughput by {gain:.2f}×: {why}.")
+    return {"batch_rows": brows, "bx": bx, "by": by}
 
-    d.section("Paged KV store")
+
+def measure_paged(model, mcfg, cfg: Config, ctx: runner.Context) -> dict:
+    """The paged store: same tokens as the contiguous cache for ragged lengths, slots reserved, decode times."""
+    dev, bl = ctx.device, cfg.batch_context
     lens = [bl // 4, bl // 2, bl, 2 * bl]
     B = len(lens)
     hd = mcfg.n_embd // mcfg.n_head
@@ -153,27 +151,80 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
                                          cache=PagedKVCache(fresh, [next(seq_id)])), fresh.evict()),
                        warmup=1, repeats=cfg.repeats, device=dev)
     tcg = decode_time(model, prompt, cfg.new_tokens, cfg.repeats, dev)
+    return {"lens": lens, "outs_equal": outs_equal, "paged_tokens": paged_tokens,
+            "contiguous_tokens": contiguous_tokens, "stored": stored, "tp": tp, "tcg": tcg}
+
+
+def check_lru(block_size: int) -> bool:
+    """LRU: a pool with room for two sequences, three arrive; True if sequence 1 (read least recently) went."""
+    small = PagedKVStore().allocate(1, 1, 2, max_tokens=2 * block_size, block_size=block_size)
+    for s in (0, 1):
+        small.append(s, 0, torch.zeros(1, block_size, 2), torch.zeros(1, block_size, 2))
+    small.get_view(0, 0)
+    small.append(2, 0, torch.zeros(1, 1, 2), torch.zeros(1, 1, 2))
+    return sorted(small.tables) == [0, 2] and small.evictions == 1
+
+
+def report(res: dict, cfg: Config, ctx: runner.Context) -> dict:
+    """Write the deliverable (tables, plots, text) from `measure`'s results; returns the metrics."""
+    d, ctxs, speedups = ctx.deliverable, res["ctxs"], res["speedups"]
+    d.section("Cached vs recompute decoding")
+    d.text(f"A {res['n_params']:,}-parameter decoder ({cfg.n_layer} layers, {cfg.n_head} heads, width "
+           f"{cfg.n_embd}, RoPE so the context is not capped by a position table) generates {cfg.new_tokens} "
+           f"tokens greedily after a prompt of each length; mean ± std over {cfg.repeats} repeats.")
+    d.table(res["ctx_rows"])
+    cross = crossing(ctxs, speedups, 10.0)
+    p = plotting.lines(ctx.plot_path("kv_speedup_vs_context"), {"cached / recompute": (ctxs, speedups)},
+                       "context length (tokens)", "speed-up of cached decoding (×)",
+                       "KV cache vs recomputing the context", logx=True, markers=True, hline=(10, "10× milestone"))
+    d.image(p, "Speed-up of cached decoding over full recomputation, per context length")
+    d.text(f"The cache reaches the 10× milestone at a context of about {cross} tokens." if cross else
+           f"The cache does not reach 10× within these contexts (best {max(speedups):.1f}× at {ctxs[-1]}).")
+
+    d.section("Decode throughput vs batch size")
+    bl, bx, by = cfg.batch_context, res["bx"], res["by"]
+    d.table(res["batch_rows"])
+    p = plotting.lines(ctx.plot_path("decode_tokens_per_s_vs_batch"), {"cached decoding": (bx, by)},
+                       "batch size (sequences)", "tokens generated per second", f"Decode throughput, context {bl}",
+                       logx=True, markers=True)
+    d.image(p, "Batching amortises the weight reads of each decode step")
+    gain = by[-1] / by[0]
+    why = ("each step reads every weight once whatever the batch, so larger batches share that cost"
+           if gain > 1 else "on this machine the extra attention and matmul work outweighs the shared weight reads")
+    d.text(f"Going from batch {bx[0]} to {bx[-1]} multiplies total decode throughput by {gain:.2f}×: {why}.")
+
+    report_paged(res, cfg, ctx)
+    report_memory(cfg, ctx)
+    return {"kv_speedup": round(speedups[-1], 2), "kv_speedup_context": ctxs[-1],
+            "kv_10x_context": cross if cross else "not reached", "decode_tokens_per_s_b1": round(by[0], 1),
+            "batch_throughput_gain": round(gain, 2), "paged_equal": bool(res["outs_equal"]),
+            "paged_utilisation": round(res["stored"] / res["paged_tokens"], 3), "lru_ok": bool(res["lru_ok"])}
+
+
+def report_paged(res: dict, cfg: Config, ctx: runner.Context) -> None:
+    """The deliverable's paged-store section: slots and speed against the contiguous cache, and the LRU check."""
+    d, bl, tp, tcg = ctx.deliverable, cfg.batch_context, res["tp"], res["tcg"]
+    stored, paged_tokens, contiguous_tokens = res["stored"], res["paged_tokens"], res["contiguous_tokens"]
+    d.section("Paged KV store")
     d.table([{"cache": "contiguous (reserve the longest sequence for every row)", "token slots": contiguous_tokens,
               "utilisation": f"{stored / contiguous_tokens:.0%}", f"decode tok/s (context {bl})":
               round(cfg.new_tokens / tcg.mean, 1)},
              {"cache": f"paged ({cfg.block_size}-token blocks, grow on demand)", "token slots": paged_tokens,
               "utilisation": f"{stored / paged_tokens:.0%}", f"decode tok/s (context {bl})":
               round(cfg.new_tokens / tp.mean, 1)}])
-    # LRU: a pool with room for two sequences, three arrive
-    small = PagedKVStore().allocate(1, 1, 2, max_tokens=2 * cfg.block_size, block_size=cfg.block_size)
-    for s in (0, 1):
-        small.append(s, 0, torch.zeros(1, cfg.block_size, 2), torch.zeros(1, cfg.block_size, 2))
-    small.get_view(0, 0)
-    small.append(2, 0, torch.zeros(1, 1, 2), torch.zeros(1, 1, 2))
-    lru_ok = sorted(small.tables) == [0, 2] and small.evictions == 1
-    d.text(f"Sequences of {', '.join(map(str, lens))} prompt tokens (+{cfg.new_tokens} generated each) decoded "
-           f"through one shared pool give {'the same tokens as' if outs_equal else 'DIFFERENT tokens from'} the "
+    d.text(f"Sequences of {', '.join(map(str, res['lens']))} prompt tokens (+{cfg.new_tokens} generated each) "
+           f"decoded through one shared pool give "
+           f"{'the same tokens as' if res['outs_equal'] else 'DIFFERENT tokens from'} the "
            f"contiguous cache. The pool holds {stored} tokens in {paged_tokens} slots, against {contiguous_tokens} "
            f"for padded contiguous caches. This store copies blocks back into a contiguous tensor on every read "
            f"(`get_view`), so it decodes at {tcg.mean / tp.mean:.2f}× the contiguous speed; PagedAttention kernels "
            f"read the blocks in place instead. LRU check (pool of two sequences, a third arrives after sequence 0 "
-           f"was read): evicted sequence 1 — {'yes' if lru_ok else 'NO'}.")
+           f"was read): evicted sequence 1 — {'yes' if res['lru_ok'] else 'NO'}.")
 
+
+def report_memory(cfg: Config, ctx: runner.Context) -> None:
+    """The deliverable's KV-cache memory section: the size formula for the 7B/13B shapes (pure arithmetic)."""
+    d = ctx.deliverable
     d.section("KV-cache memory: 2 · B · H · T · Dh · bytes · layers")
     mrows = []
     for name, (L, H, Dh) in SHAPES.items():
@@ -185,10 +236,11 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     per_tok = kv_bytes(*[SHAPES[next(iter(SHAPES))][0], 1, 32, 1, 128, 2])
     d.text(f"One token of a 7B-shaped model costs {per_tok / 2**10:.0f} KiB of cache in 16-bit precision, so a "
            f"{cfg.kv_seq_len}-token context is {per_tok * cfg.kv_seq_len / 2**30:.1f} GiB per sequence.")
-    return {"kv_speedup": round(speedups[-1], 2), "kv_speedup_context": ctxs[-1],
-            "kv_10x_context": cross if cross else "not reached", "decode_tokens_per_s_b1": round(by[0], 1),
-            "batch_throughput_gain": round(gain, 2), "paged_equal": bool(outs_equal),
-            "paged_utilisation": round(stored / paged_tokens, 3), "lru_ok": bool(lru_ok)}
+
+
+def main(cfg: Config, ctx: runner.Context) -> dict:
+    """Measure, then narrate: run the experiments, then write the deliverable from their results."""
+    return report(measure(cfg, ctx), cfg, ctx)
 
 
 def tracking_progress(items, ctx):

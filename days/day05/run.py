@@ -46,13 +46,23 @@ def ln_backward(x, w, dy, eps=1e-5, drop=None):
     return s * (g - mean_term - var_term)
 
 
-def main(cfg: Config, ctx) -> dict:
+def measure(cfg: Config, ctx) -> dict:
+    """Run every check, in order: the eps sweep, the fast check, the hand-written backward, gradcheck."""
     gen = torch.Generator().manual_seed(ctx.seed)
     x64 = torch.randn(cfg.rows, cfg.dim, generator=gen, dtype=torch.float64)
     w64, b64 = torch.randn(cfg.dim, generator=gen, dtype=torch.float64), torch.randn(cfg.dim, generator=gen,
                                                                                      dtype=torch.float64)
     funcs = {"layer_norm": lambda t: layer_norm_reference(t, w64.to(t.dtype), b64.to(t.dtype)),
              "gelu": gelu_reference}
+    res = sweep_eps(cfg, ctx, x64, funcs)
+    res["fast_rows"] = directional_rows(cfg, ctx, x64, res)
+    res["bug_rows"] = backward_rows(cfg, ctx, x64, w64, res)
+    res["gc_rows"] = gradcheck_rows(x64, w64, b64)
+    return res
+
+
+def sweep_eps(cfg: Config, ctx, x64, funcs) -> dict:
+    """Gradient errors of each function and dtype at every step eps; the best eps of each, and their tables."""
     n_eps = round(np.log10(cfg.eps_max / cfg.eps_min)) * cfg.eps_per_decade + 1
     epss = [float(e) for e in np.logspace(np.log10(cfg.eps_max), np.log10(cfg.eps_min), n_eps)]
     checks, fs = {}, {}
@@ -68,7 +78,7 @@ def main(cfg: Config, ctx) -> dict:
     sweep = [{"eps": e, **{f"{fn} {dt} median": med[fn, dt][e] for fn, dt in keys},
               **{f"{fn} {dt} > thr": checks[fn, dt, e].stats(nm.THRESHOLDS[DTYPES[dt]])["frac_above"]
                  for fn, dt in keys}} for e in epss]
-    best_rows, metrics = [], {}
+    best_rows = []
     for fn, dt in keys:
         c, thr = checks[fn, dt, best[fn, dt]], nm.THRESHOLDS[DTYPES[dt]]
         s, worst = c.stats(thr), int(c.rel_err.argmax())
@@ -77,12 +87,15 @@ def main(cfg: Config, ctx) -> dict:
                           "max rel err": s["max"], "threshold": thr, "fraction above": s["frac_above"],
                           "worst element: abs(g) / rms(g)": c.analytic.flatten()[worst].abs().item()
                           / c.analytic.pow(2).mean().sqrt().item()})
-        metrics |= {f"{fn}_{dt}_best_eps": best[fn, dt], f"{fn}_{dt}_median_rel_err": s["median"],
-                    f"{fn}_{dt}_frac_above": s["frac_above"]}
+    return {"funcs": list(funcs), "epss": epss, "checks": checks, "fs": fs, "keys": keys, "med": med, "best": best,
+            "sweep": sweep, "best_rows": best_rows}
 
+
+def directional_rows(cfg: Config, ctx, x64, res: dict) -> list[dict]:
+    """The directional (fast) check at each best eps: its error, f-call counts and times against elementwise."""
     fast_rows = []
-    for fn, dt in keys:
-        x, f, e = x64.to(DTYPES[dt]), fs[fn, dt], best[fn, dt]
+    for fn, dt in res["keys"]:
+        x, f, e = x64.to(DTYPES[dt]), res["fs"][fn, dt], res["best"][fn, dt]
         d_err = nm.directional_errors(f, x, e, cfg.n_dirs, seed=ctx.seed + 2)
         t_el = bench.time_fn(lambda f=f, x=x, e=e: nm.numerical_grad(f, x, e), warmup=0, repeats=2).median
         t_dir = bench.time_fn(lambda f=f, x=x, e=e: nm.directional_errors(f, x, e, cfg.n_dirs), warmup=0,
@@ -90,10 +103,15 @@ def main(cfg: Config, ctx) -> dict:
         fast_rows.append({"function": fn, "dtype": dt, "f calls, elementwise": 2 * x.numel(),
                           "f calls, directional": 2 * cfg.n_dirs, "directional max rel err": d_err.max().item(),
                           "elementwise (ms)": t_el * 1e3, "directional (ms)": t_dir * 1e3})
+    return fast_rows
 
+
+def backward_rows(cfg: Config, ctx, x64, w64, res: dict) -> list[dict]:
+    """The hand-written LayerNorm backward, correct and with a term dropped, against float64 finite differences."""
+    best, checks = res["best"], res["checks"]
     num = checks["layer_norm", "float64", best["layer_norm", "float64"]].numeric
     bug_rows = []
-    f, e = fs["layer_norm", "float64"], best["layer_norm", "float64"]
+    f, e = res["fs"]["layer_norm", "float64"], best["layer_norm", "float64"]
     for drop in (None, "mean", "variance"):
         manual = ln_backward(x64, w64, f.r, drop=drop)
         err = nm.relative_error(manual, num)
@@ -102,8 +120,11 @@ def main(cfg: Config, ctx) -> dict:
                          "directional max rel err": nm.directional_errors(f, x64, e, cfg.n_dirs, manual,
                                                                           seed=ctx.seed + 2).max().item(),
                          "verdict at 1e-7": "pass" if err.max() <= 1e-7 else "FAIL"})
-    metrics["manual_ln_backward_max_rel_err"] = bug_rows[0]["max rel err"]
+    return bug_rows
 
+
+def gradcheck_rows(x64, w64, b64) -> list[dict]:
+    """torch.autograd.gradcheck's verdict on each function in each dtype."""
     gc_rows = []
     for dt in DTYPES:
         xs = [t.to(DTYPES[dt]).clone().requires_grad_() for t in (x64[:4], w64, b64)]
@@ -114,8 +135,20 @@ def main(cfg: Config, ctx) -> dict:
                                    ("gelu_reference, tanh", lambda t: gelu_reference(t, "tanh"), xs[:1])]:
                 ok = torch.autograd.gradcheck(fn, tuple(args), raise_exception=False)
                 gc_rows.append({"function": name, "dtype": dt, "gradcheck": "pass" if ok else "fail"})
+    return gc_rows
+
+
+def report(res: dict, cfg: Config, ctx) -> dict:
+    """Draw the plots and write the deliverable from `measure`'s results; returns the metrics."""
+    epss, med, keys, best, checks = res["epss"], res["med"], res["keys"], res["best"], res["checks"]
+    metrics = {}
+    for r in res["best_rows"]:
+        fn, dt = r["function"], r["dtype"]
+        metrics |= {f"{fn}_{dt}_best_eps": best[fn, dt], f"{fn}_{dt}_median_rel_err": r["median rel err"],
+                    f"{fn}_{dt}_frac_above": r["fraction above"]}
+    metrics["manual_ln_backward_max_rel_err"] = res["bug_rows"][0]["max rel err"]
     metrics["gradcheck_float64_all_pass"] = "yes" if all(
-        r["gradcheck"] == "pass" for r in gc_rows if r["dtype"] == "float64") else "no"
+        r["gradcheck"] == "pass" for r in res["gc_rows"] if r["dtype"] == "float64") else "no"
 
     vplot = plotting.lines(ctx.plot_path("error_vs_eps"),
                            {f"{fn} {dt}": (np.log10(epss), [med[fn, dt][e] for e in epss]) for fn, dt in keys},
@@ -125,7 +158,7 @@ def main(cfg: Config, ctx) -> dict:
         ctx.plot_path(f"grad_error_hist_{fn}"),
         {f"{dt} (eps={best[fn, dt]:.1e})": checks[fn, dt, best[fn, dt]].rel_err.numpy() for dt in DTYPES},
         "relative error per gradient element", "elements", f"{fn}: autograd vs finite differences at the best eps",
-        logx=True, vlines={f"{dt} threshold": nm.THRESHOLDS[DTYPES[dt]] for dt in DTYPES}) for fn in funcs}
+        logx=True, vlines={f"{dt} threshold": nm.THRESHOLDS[DTYPES[dt]] for dt in DTYPES}) for fn in res["funcs"]}
 
     d = ctx.deliverable
     d.section("The eps sweep")
@@ -134,11 +167,11 @@ def main(cfg: Config, ctx) -> dict:
            "random r (summed in float64), so the gradient checked is the vector-Jacobian product backward computes. "
            "Columns: median relative error, and the fraction of elements above the dtype's threshold "
            f"({', '.join(f'{k} {nm.THRESHOLDS[v]:g}' for k, v in DTYPES.items())}).")
-    d.table(sweep, floatfmt=".2g")
+    d.table(res["sweep"], floatfmt=".2g")
     d.image(vplot, "median relative error vs step: the V of truncation and round-off")
     d.section("At the best step")
-    d.table(best_rows, floatfmt=".3g")
-    for r in best_rows:
+    d.table(res["best_rows"], floatfmt=".3g")
+    for r in res["best_rows"]:
         frac = r["fraction above"]
         d.text(f"- {r['function']} {r['dtype']}: best eps {r['best eps (measured)']:.1e} is "
                f"{r['best eps (measured)'] / r['u^(1/3)']:.2g}x the rule of thumb u^(1/3); "
@@ -147,12 +180,17 @@ def main(cfg: Config, ctx) -> dict:
     for fn, p in hists.items():
         d.image(p, f"{fn}: relative errors at the best eps, float64 vs float32")
     d.section("Directional (fast) check")
-    d.table(fast_rows, floatfmt=".3g")
+    d.table(res["fast_rows"], floatfmt=".3g")
     d.section("A hand-written backward, and two planted bugs")
-    d.table(bug_rows, floatfmt=".3g")
+    d.table(res["bug_rows"], floatfmt=".3g")
     d.section("torch.autograd.gradcheck")
-    d.table(gc_rows)
+    d.table(res["gc_rows"])
     return metrics
+
+
+def main(cfg: Config, ctx) -> dict:
+    """Measure, then narrate: run the checks, then write the deliverable from their results."""
+    return report(measure(cfg, ctx), cfg, ctx)
 
 
 if __name__ == "__main__":

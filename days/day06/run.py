@@ -52,7 +52,7 @@ PRESETS = {"nano": dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_siz
                        eval_interval=250, lr=1e-3)}
 
 
-def train_once(cfg, seed, corpus, dev, iters=None):
+def train_once(cfg, seed, corpus, dev, iters=None, tracker=None):
     """Seed, build, train; returns (TrainResult, model). Everything random happens after the seed."""
     tok, tr, va = corpus
     determinism.seed_everything(seed)
@@ -60,7 +60,7 @@ def train_once(cfg, seed, corpus, dev, iters=None):
                            n_embd=cfg.n_embd, block_size=cfg.block_size))
     tc = train_config_for(cfg, max_iters=iters or cfg.max_iters, log_interval=10)
     res = train(model, data.Batches(tr, cfg.block_size, cfg.batch_size, dev),
-                data.Batches(va, cfg.block_size, cfg.batch_size, dev), tc, dev, show_progress=False)
+                data.Batches(va, cfg.block_size, cfg.batch_size, dev), tc, dev, tracker, show_progress=False)
     return res, model
 
 
@@ -130,8 +130,9 @@ def main(cfg: Config, ctx) -> dict:
     corpus = data.char_corpus("tinyshakespeare")
     with determinism.deterministic(True, warn_only=True):  # warn, not fail, on a CUDA op with no deterministic kernel
         det_on, seeds = torch.are_deterministic_algorithms_enabled(), [ctx.seed + i for i in range(cfg.n_runs)]
-        same = [train_once(cfg, ctx.seed, corpus, dev) for _ in range(cfg.n_runs)]
-        diff = [same[0]] + [train_once(cfg, s, corpus, dev) for s in seeds[1:]]
+        same = [train_once(cfg, ctx.seed, corpus, dev, tracker=ctx.tracker.scoped(f"seed{ctx.seed}_run{i}"))
+                for i in range(cfg.n_runs)]
+        diff = [same[0]] + [train_once(cfg, s, corpus, dev, tracker=ctx.tracker.scoped(f"seed{s}")) for s in seeds[1:]]
         threads = torch.get_num_threads()
         short = train_once(cfg, ctx.seed, corpus, dev, cfg.thread_check_iters)
         torch.set_num_threads(1)

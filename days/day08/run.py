@@ -20,8 +20,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 from common.lab import bench
@@ -98,22 +96,6 @@ def make_inputs(op, rows, C, dtype, device):
     return [(torch.randn(s, generator=g) * a).to(device, dtype).requires_grad_() for s, a in zip(shapes, scale)]
 
 
-class ByteCounter(TorchDispatchMode):
-    """Bytes every (non-view) ATen op reads and writes: what unfused eager execution moves."""
-
-    def __init__(self):
-        super().__init__()
-        self.bytes, self.ops = 0, 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if not func.is_view:
-            tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
-            self.bytes += sum(t.numel() * t.element_size() for t in tensors)
-            self.ops += 1
-        return out
-
-
 def library_fused(op):
     """A vendor fused kernel (apex / Transformer Engine) for this op, or why there is none."""
     if not torch.cuda.is_available():
@@ -161,15 +143,14 @@ def measure(cfg, ctx, op, rows):
         err = (f(*inputs).detach().float() - expected.float()).abs().max().item()  # grad mode: no recompile
         moved, n_ops = compulsory, None
         if "eager" in n:
-            with ByteCounter() as bc:
+            with bench.ByteCounter() as bc:
                 steps[n]()
             moved, n_ops = bc.bytes, bc.ops
         out[n] = {"bytes": moved, "aten_ops": n_ops, "err": err, "timing": bench.Timing()}
         bench.time_fn(steps[n], warmup=cfg.warmup, repeats=0, device=dev)
-    per = max(1, cfg.steps // cfg.chunks)
-    for _ in range(cfg.chunks):  # interleaved: machine noise hits every variant alike
-        for n, s in steps.items():
-            out[n]["timing"].times += bench.time_fn(s, warmup=0, repeats=per, device=dev).times
+    per = max(1, cfg.steps // cfg.chunks)  # interleaved chunks: machine noise hits every variant alike
+    for n, t in bench.compare(steps, rounds=cfg.chunks, repeats=per, warmup=0, device=dev).items():
+        out[n]["timing"].times += t.times
     compile_s = max(0.0, first - out[compiled_name]["timing"].median)
     return out, compiled_name, compile_s, fc.get_total_flops(), compulsory
 
@@ -182,24 +163,6 @@ def copy_bandwidth(ctx, n_elems):
     return 2 * x.numel() * x.element_size() / t / 1e9
 
 
-class ColdCompile:
-    """Switch inductor's on-disk FX-graph and AOT-autograd caches off inside the block."""
-
-    def __init__(self, enabled):
-        import torch._functorch.config as fconf
-        import torch._inductor.config as iconf
-        self.enabled, self.confs = enabled, [(iconf, "fx_graph_cache"), (fconf, "enable_autograd_cache")]
-
-    def __enter__(self):
-        self.saved = [getattr(c, k) for c, k in self.confs]
-        for c, k in self.confs:
-            setattr(c, k, getattr(c, k) and not self.enabled)
-
-    def __exit__(self, *exc):
-        for (c, k), v in zip(self.confs, self.saved):
-            setattr(c, k, v)
-
-
 def main(cfg: Config, ctx: runner.Context) -> dict:
     C = cfg.feature_dim
     jobs = [(op, int(r)) for op in cfg.ops.split(",") for r in cfg.rows.split(",")]
@@ -208,7 +171,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     torch.compile(lambda x: x * 2, backend=cfg.compile_backend)(torch.ones(8, device=ctx.device))
     startup = time.perf_counter() - t0  # one-time import / compiler start-up, not charged to any op
     res = {}
-    with ColdCompile(cfg.cold_compile):
+    with bench.ColdCompile(cfg.cold_compile):
         for op, rows in progress(jobs, desc="ops x sizes"):
             res[(op, rows)] = measure(cfg, ctx, op, rows)
     bw = copy_bandwidth(ctx, max(r for _, r in jobs) * C)

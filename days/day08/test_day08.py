@@ -5,9 +5,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from common.lab.bench import ByteCounter, ColdCompile
 from common.run import runner
 from days.day08 import run
-from days.day08.run import OPS, ByteCounter, ColdCompile, Config, library_fused, make_inputs, measure, step_fn
+from days.day08.run import OPS, Config, library_fused, make_inputs, measure, step_fn
 
 
 def grads(fn, inputs):

@@ -24,7 +24,7 @@ from common.data.synthetic import CopyBatches, copy_accuracy, copy_batch
 from common.lab import bench, determinism
 from common.nn.model import GPT, gpt_config
 from common.run import plotting, runner
-from common.train import evaluate, train, train_config_for
+from common.train import evaluate, train_config_for
 
 DAY = 9
 NA = "n/a: learned table ends at block_size"
@@ -68,10 +68,7 @@ def make_model(cfg, pos, vocab, seed):
 def fit(cfg, ctx, model, tb, vb, steps, tag):
     tc = train_config_for(cfg, max_iters=steps, warmup_iters=max(1, steps // 20), eval_interval=0,
                           eval_iters=cfg.eval_batches, log_interval=max(1, steps // 30))
-    res = train(model.to(ctx.device), tb, vb, tc, ctx.device, show_progress=not ctx.quick)
-    for s, loss in zip(res.train_log["step"], res.train_log["loss"]):
-        ctx.tracker.log(f"{tag}/train_loss", loss, s)
-    return res
+    return ctx.train(model.to(ctx.device), tb, vb, tc, run=tag)
 
 
 def copy_probe(cfg, ctx, pos, lengths):

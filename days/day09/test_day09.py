@@ -1,14 +1,12 @@
 """Day 9: RoPE sees only offsets, ALiBi's bias is a function of distance, learned tables stop at
 block_size, the probes' bookkeeping, and the run end to end."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
 from common.nn.model import GPT, gpt_config
 from common.nn.positional import alibi_bias, alibi_slopes, apply_rope, rope_cos_sin
-from common.run import runner
+from common.run import runner, tracking
 from days.day09 import run
 from days.day09.run import NA, Config, copy_probe
 
@@ -57,8 +55,8 @@ def test_learned_positions_end_at_block_size():
 def test_copy_probe_reports_every_length_and_na_for_learned(tmp_path):
     cfg = Config(train_len=12, n_layer=1, n_head=2, n_embd=16, batch_size=4, copy_steps=3, n_copy=3,
                  copy_vocab=8, eval_batches=1)
-    ctx = SimpleNamespace(device=torch.device("cpu"), seed=0, quick=True,
-                          tracker=SimpleNamespace(log=lambda *a, **k: None))
+    ctx = runner.Context(9, cfg, "nano", torch.device("cpu"), 0, True, tmp_path, tmp_path, "test",
+                         tracking.Tracker(tmp_path / "logs", tensorboard=False), runner.Deliverable(tmp_path / "d.md"))
     for pos in ("rope", "learned"):
         out, res = copy_probe(cfg, ctx, pos, [12, 24])
         assert len(res.train_log["loss"]) > 0

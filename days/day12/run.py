@@ -16,7 +16,7 @@ import torch
 from common import data
 from common.nn.model import GPT, gpt_config_for
 from common.run import plotting, runner
-from common.train import lr_at, train, train_config_for
+from common.train import lr_at, train_config_for
 from common.train.optim import ScratchOptimizer
 
 DAY = 12
@@ -82,7 +82,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         tc = train_config_for(cfg, lr=lr, schedule=schedule, eval_interval=max(1, cfg.steps // 5), log_interval=5,
                               weight_decay=0.0, grad_clip=0.0)
         opt = ScratchOptimizer(model.parameters(), opt_name, lr=lr, **REFERENCE[opt_name][1])
-        res = train(model, tb, vb, tc, dev, show_progress=not ctx.quick, optimizer=opt)
+        res = ctx.train(model, tb, vb, tc, run=f"{opt_name}_{schedule}", optimizer=opt)
         return tc, res
 
     d.section("Optimizers on a small GPT (warm-up + cosine, each at its own peak rate)")

@@ -112,13 +112,16 @@ def layer_stats(model, x, y):
             "w_grad_std": [lin.weight.grad.std().item() for lin in model.layers[:-1]]}, keep
 
 
-def train(model, cfg, data, seed):
+def fit(model, cfg, data, seed, tracker=None):
+    """Adam on the MLP for cfg.steps minibatches; logs the loss curve; returns the final full-data loss."""
     x, y = data
     opt = torch.optim.Adam(model.param_groups(cfg.lr, cfg.base_width))
     g = torch.Generator().manual_seed(seed)
-    for _ in range(cfg.steps):
+    for step in range(cfg.steps):
         idx = torch.randint(0, len(x), (cfg.batch_size,), generator=g)
         loss = F.cross_entropy(model(x[idx]), y[idx])
+        if tracker is not None:
+            tracker.log("train/loss", loss.item(), step)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -181,7 +184,7 @@ def experiment(cfg: Config, ctx: runner.Context) -> dict:
     for s in SCHEMES:
         torch.manual_seed(ctx.seed)
         model = new(s)
-        loss = train(model, cfg, train_data, ctx.seed)
+        loss = fit(model, cfg, train_data, ctx.seed, ctx.tracker.scoped(f"init_{s}"))
         after, _ = layer_stats(model, xs, ys)
         a, b = stats["relu", s], after
         rows.append({"init": s, "act std L1 init": a["act_std"][0], "act std L_last init": a["act_std"][-1],
@@ -201,7 +204,8 @@ def experiment(cfg: Config, ctx: runner.Context) -> dict:
         grid.append([])
         for D in depths:
             torch.manual_seed(ctx.seed)
-            grid[-1].append(train(new(s, depth=D, norm=norm), cfg, train_data, ctx.seed))
+            grid[-1].append(fit(new(s, depth=D, norm=norm), cfg, train_data, ctx.seed,
+                                ctx.tracker.scoped(f"grid/{labels[-1].replace(' ', '')}_d{D}")))
             ctx.tracker.log(f"grid_loss/{labels[-1]}", grid[-1][-1], D)
             bar.update()
     bar.close()

@@ -44,18 +44,21 @@ PRESETS = {"nano": dict(n_layer=1, n_embd=32, block_size=32, batch_size=8, steps
 class Recorder:
     """Collects what train() logs (a `MetricSink`), so a run that stops on a NaN still leaves its trace."""
 
-    def __init__(self):
-        self.series = defaultdict(list)
+    def __init__(self, inner=None):
+        self.series, self.inner = defaultdict(list), inner
 
     def log(self, name, value, step=0):
         self.series[name].append((step, float(value)))
+        if self.inner is not None:  # and on to the run's tracker (metrics.jsonl, TensorBoard)
+            self.inner.log(name, value, step)
 
     def log_dict(self, values, step=0, prefix=""):
         for k, v in values.items():
             self.log(prefix + k, v, step)
 
     def flush(self):
-        pass
+        if self.inner is not None:
+            self.inner.flush()
 
 
 def main(cfg: Config, ctx: runner.Context) -> dict:
@@ -71,7 +74,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
                model.configure_optimizer(wd, lr, (0.9, 0.99), dev.type))
         tc = train_config_for(cfg, lr=lr, warmup_iters=max(1, cfg.steps // 20), weight_decay=wd, grad_clip=clip,
                               eval_interval=0, log_interval=1)
-        rec = Recorder()
+        rec = Recorder(ctx.tracker.scoped(f"{'sgd' if sgd else 'adamw'}_lr{lr:g}_wd{wd:g}_clip{clip:g}"))
         try:
             res = train(model, tb, vb, tc, dev, rec, optimizer=opt, show_progress=False)
             outcome, val = "trained", res.final_val

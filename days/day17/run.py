@@ -96,19 +96,20 @@ def guard_table(cfg, ctx) -> list[dict]:
         m = fresh()
         with torch.no_grad():
             m.wte.weight[0, 0] = math.nan
-        train(m, tb, vb, TrainConfig(**base), "cpu", show_progress=False)
+        train(m, tb, vb, TrainConfig(**base), "cpu", ctx.tracker.scoped("nan_loss"), show_progress=False)
     attempt("non-finite loss → stop", "one NaN in the embedding table", nan_weights, True)
 
     def inf_grad():
         m = fresh()
         poison_grad(m, 3)
-        train(m, tb, vb, TrainConfig(**base, grad_clip=0.0), "cpu", show_progress=False)
+        train(m, tb, vb, TrainConfig(**base, grad_clip=0.0), "cpu", ctx.tracker.scoped("inf_grad"), show_progress=False)
     attempt("non-finite gradient → stop, naming the tensor", "gradient hook × inf at step 3", inf_grad, True)
 
     def skip():
         m = fresh()
         poison_grad(m, 3)
-        r = train(m, tb, vb, TrainConfig(**base, nan_policy="skip"), "cpu", show_progress=False)
+        r = train(m, tb, vb, TrainConfig(**base, nan_policy="skip"), "cpu", ctx.tracker.scoped("skip"),
+                  show_progress=False)
         finite = all(torch.isfinite(p).all() for p in m.parameters())
         return (f"skipped steps {[s for s, _ in r.skipped]}, weights finite: {finite}, "
                 f"final loss {r.train_log['loss'][-1]:.3f}")
@@ -125,7 +126,7 @@ def guard_table(cfg, ctx) -> list[dict]:
         def diverge(clip=clip):
             m = fresh()
             r = train(m, tb, vb, TrainConfig(**base, lr=cfg.diverge_lr, warmup_iters=1, grad_clip=clip),
-                      "cpu", show_progress=False)
+                      "cpu", ctx.tracker.scoped(f"diverge_clip{clip:g}"), show_progress=False)
             return (f"finished: final loss {r.train_log['loss'][-1]:.2f} (start {r.train_log['loss'][0]:.2f}), "
                     f"max grad norm {max(r.train_log['grad_norm']):.3g}")
         attempt(f"none: divergence with finite values (grad_clip {clip:g})", f"lr {cfg.diverge_lr:g}, far past "

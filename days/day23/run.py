@@ -24,7 +24,7 @@ from common.lab import bench
 from common.lab.scaling import compute_optimal, fit_law, leave_one_out, optimal_tokens, predict
 from common.nn.model import GPT, SHAPES, GPTConfig, count_params_formula, flops_per_token, non_embedding_params
 from common.run import plotting, runner
-from common.train import autocast, full_split_loss, train, train_config_for
+from common.train import autocast, full_split_loss, train_config_for
 
 DAY = 23
 # How `make reproduce` compares each metric: everything not listed is exact (deterministic).
@@ -103,7 +103,7 @@ def train_grid(cfg: Config, ctx: runner.Context, td) -> list[dict]:
                               log_interval=max(1, steps // 10))
         loaders = [data.StreamingLoader(s, cfg.block_size, cfg.batch_size, seed=ctx.seed, device=dev)
                    for s in (td.train, td.val)]  # same seed: a longer budget reads a superset of a shorter one
-        res = train(model, *loaders, tc, dev, show_progress=not ctx.quick)
+        res = ctx.train(model, *loaders, tc, run=f"{n_layer}x{n_embd}_{steps}steps")
         loss = full_split_loss(model, val, cfg.block_size, 64, dev)
         ctx.tracker.log(f"val_loss/{n_layer}x{n_embd}", loss, steps * per_step)
         fpt = flops_per_token(c)
@@ -114,8 +114,8 @@ def train_grid(cfg: Config, ctx: runner.Context, td) -> list[dict]:
     return runs
 
 
-def main(cfg: Config, ctx: runner.Context) -> dict:
-    d, dev = ctx.deliverable, ctx.device
+def measure(cfg: Config, ctx: runner.Context) -> dict:
+    """Train the grid, fit L(N, D) with its leave-one-out refits, and budget day 24's shapes; returns the results."""
     td = corpus.token_data(cfg.vocab, cache=ctx.cache_dir("tokens"), corpus_bytes=cfg.corpus_bytes)
     t0 = time.perf_counter()
     runs = train_grid(cfg, ctx, td)
@@ -134,31 +134,70 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     err = {"fit_rmse": np.sqrt(np.mean((pred - L) ** 2)), "fit_max_rel_err": np.max(np.abs(pred / L - 1)),
            "loo_rmse": np.sqrt(np.mean((loo - L) ** 2)), "loo_max_rel_err": np.max(np.abs(loo / L - 1))}
     spread = {k: (min(f[k] for f in loo_fits), max(f[k] for f in loo_fits)) for k in ("E", "A", "alpha", "B", "beta")}
+    rows, rates = measure_budgets(cfg, ctx, fit, td.val_bytes_per_token)
+    return {"vocab_size": td.vocab_size, "val_bytes_per_token": td.val_bytes_per_token,
+            "train_tokens": td.train_tokens, "runs": runs, "grid_s": grid_s, "N": N, "D": D, "L": L, "fit": fit,
+            "fit_s": fit_s, "err": err, "spread": spread, "budget_rows": rows, "rates": rates}
 
+
+def measure_budgets(cfg: Config, ctx: runner.Context, fit: dict, val_bytes_per_token: float) -> tuple[list, dict]:
+    """Each budgeted shape: its FLOP/s measured here, then tokens, FLOPs, hours and the fit's loss for both token
+    rules (20 × params, the fit's optimum); returns the table rows and the measured rate per shape."""
+    dev = ctx.device
+    gpu_rate, rows, rates = cfg.gpu_peak_tflops * 1e12 * cfg.gpu_mfu, [], {}
+    for name in cfg.budgets.split(","):
+        c = SHAPES[name]
+        n_tot, n_ne, fpt = count_params_formula(c), non_embedding_params(c), flops_per_token(c)
+        rates[name] = rate = measure_shape(c, cfg.bench_batch, cfg.bench_seq, cfg.bench_repeats, dev)
+        for rule, tokens in (("20 × params", 20 * n_tot), ("fit's optimum", optimal_tokens(fit, n_ne))):
+            loss = float(predict(fit, n_ne, tokens))
+            rows.append({"shape": name, "params": n_tot, "N (non-emb)": n_ne, "tokens rule": rule, "tokens": tokens,
+                         "6ND": 6 * n_tot * tokens, "FLOPs counted": fpt * tokens,
+                         f"{dev.type} GFLOP/s (measured)": rate / 1e9, f"{dev.type} hours": fpt * tokens / rate / 3600,
+                         "GPU hours (ASSUMED)": fpt * tokens / gpu_rate / 3600, "fit's loss (extrapolated)": loss,
+                         "bits/byte": corpus.bits_per_byte(loss, val_bytes_per_token)})
+    return rows, rates
+
+
+def report(res: dict, cfg: Config, ctx: runner.Context) -> dict:
+    """Write the deliverable (grid, fit, plots, budget, conclusions) from `measure`'s results; returns the metrics."""
+    d, runs, D, L, fit, spread = ctx.deliverable, res["runs"], res["D"], res["L"], res["fit"], res["spread"]
     d.section("The grid")
-    d.text(f"SentencePiece BPE, {td.vocab_size} tokens ({td.val_bytes_per_token:.2f} bytes/token on val); the largest "
-           f"budget reads {D.max() / td.train_tokens:.2f} epochs of the {td.train_tokens:,} train tokens. "
-           f"{cfg.batch_size} × {cfg.block_size} tokens per step; AdamW, peak lr {cfg.lr:g}, 10% warm-up, cosine to "
-           f"lr/10 at each run's own budget; {grid_s:.0f} s for all {len(runs)} runs. Scored on the first "
-           f"{cfg.val_tokens:,} validation tokens, the same for every run. **N = non-embedding parameters** (the tied "
-           "token table and the position table excluded), **D = tokens seen**. *FLOPs/token* is `flops_per_token` "
-           f"(every matmul, the output layer's V·C included, and attention at T = {cfg.block_size}, × 3 for training); "
-           "*counted / 6N* is how far the 6N rule is off; GFLOP/s = measured tokens/s × FLOPs/token. *fit*: the law "
-           "below; *LOO pred*: the same fit without that run.")
+    d.text(f"SentencePiece BPE, {res['vocab_size']} tokens ({res['val_bytes_per_token']:.2f} bytes/token on val); "
+           f"the largest budget reads {D.max() / res['train_tokens']:.2f} epochs of the {res['train_tokens']:,} train "
+           f"tokens. {cfg.batch_size} × {cfg.block_size} tokens per step; AdamW, peak lr {cfg.lr:g}, 10% warm-up, "
+           f"cosine to lr/10 at each run's own budget; {res['grid_s']:.0f} s for all {len(runs)} runs. Scored on the "
+           f"first {cfg.val_tokens:,} validation tokens, the same for every run. **N = non-embedding parameters** (the "
+           "tied token table and the position table excluded), **D = tokens seen**. *FLOPs/token* is "
+           "`flops_per_token` (every matmul, the output layer's V·C included, and attention at T = "
+           f"{cfg.block_size}, × 3 for training); *counted / 6N* is how far the 6N rule is off; GFLOP/s = measured "
+           "tokens/s × FLOPs/token. *fit*: the law below; *LOO pred*: the same fit without that run.")
     d.table(runs)
+    expo = report_fit(res, cfg, ctx)
+    metrics = report_budget(res, cfg, ctx)
+    report_conclusions(res, ctx)
+    out = {**{k: fit[k] for k in spread}, **res["err"], "n_opt_exponent": expo, "best_val_loss": L.min(),
+           "grid_s": res["grid_s"], "grid_gflops_per_s_max": max(r["GFLOP/s"] for r in runs), **metrics}
+    return {"n_runs": len(runs), **{k: float(f"{v:.4g}") for k, v in out.items()}}
 
+
+def report_fit(res: dict, cfg: Config, ctx: runner.Context) -> float:
+    """The fit's section: its constants with their leave-one-out spread, its errors, the compute-optimal split and
+    the two plots; returns the exponent of N_opt in C."""
+    d, N, D, fit, err = ctx.deliverable, res["N"], res["D"], res["fit"], res["err"]
     d.section("The fit: L(N, D) = E + A / N^α + B / D^β")
-    d.table([{"parameter": k, "fit": fit[k], "LOO min": lo, "LOO max": hi} for k, (lo, hi) in spread.items()])
+    d.table([{"parameter": k, "fit": fit[k], "LOO min": lo, "LOO max": hi} for k, (lo, hi) in res["spread"].items()])
     expo = fit["beta"] / (fit["alpha"] + fit["beta"])
     n_big, d_big = compute_optimal(fit, 6 * N.max() * D.max())
     d.text(f"Huber loss (δ = {cfg.huber_delta:g}) on log L, Adam from a grid of starts, the best polished by L-BFGS "
-           f"({fit_s:.1f} s with the {len(runs)} leave-one-out refits). Fitted runs: RMSE {err['fit_rmse']:.4f} nats, "
-           f"max relative error {err['fit_max_rel_err']:.2%}. Leave-one-out: RMSE {err['loo_rmse']:.4f} nats, max "
-           f"relative error {err['loo_max_rel_err']:.2%}. Compute-optimal at C = 6ND: N_opt ∝ C^{expo:.3f}, D_opt ∝ "
-           f"C^{1 - expo:.3f} (Chinchilla: both ≈ 0.5); at the largest run's compute the optimum is {n_big:,.0f} "
-           f"parameters on {d_big:,.0f} tokens ({d_big / n_big:.3g} tokens per parameter).")
+           f"({res['fit_s']:.1f} s with the {len(res['runs'])} leave-one-out refits). Fitted runs: RMSE "
+           f"{err['fit_rmse']:.4f} nats, max relative error {err['fit_max_rel_err']:.2%}. Leave-one-out: RMSE "
+           f"{err['loo_rmse']:.4f} nats, max relative error {err['loo_max_rel_err']:.2%}. Compute-optimal at C = 6ND: "
+           f"N_opt ∝ C^{expo:.3f}, D_opt ∝ C^{1 - expo:.3f} (Chinchilla: both ≈ 0.5); at the largest run's compute "
+           f"the optimum is {n_big:,.0f} parameters on {d_big:,.0f} tokens ({d_big / n_big:.3g} tokens per "
+           "parameter).")
     by_size: dict[str, list] = {}
-    for r in runs:
+    for r in res["runs"]:
         by_size.setdefault(r["model"], []).append(r)
     pts = {m: ([r["D"] for r in rs], [r["val loss"] for r in rs]) for m, rs in by_size.items()}
     dd = np.geomspace(D.min() / 2, D.max() * 4, 40)
@@ -172,23 +211,19 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.image(plotting.loglog(ctx.plot_path("loss_vs_compute"), pts, curves, "C = 6ND (FLOPs, N non-embedding)",
                    "Loss against compute"), "Every run at its compute, with its size's fitted curve; dashed: the "
             "fit's lowest loss at each compute (its envelope)")
+    return expo
 
+
+def report_budget(res: dict, cfg: Config, ctx: runner.Context) -> dict:
+    """The budget section: how its hours were found, and the table; returns the budget metrics."""
+    d, dev, rows, metrics, N, D = ctx.deliverable, ctx.device, res["budget_rows"], {}, res["N"], res["D"]
+    gpu_rate = cfg.gpu_peak_tflops * 1e12 * cfg.gpu_mfu
     d.section("Budget for a 20–50M model")
-    gpu_rate, rows, metrics = cfg.gpu_peak_tflops * 1e12 * cfg.gpu_mfu, [], {}
-    for name in cfg.budgets.split(","):
-        c = SHAPES[name]
-        n_tot, n_ne, fpt = count_params_formula(c), non_embedding_params(c), flops_per_token(c)
-        rate = measure_shape(c, cfg.bench_batch, cfg.bench_seq, cfg.bench_repeats, dev)
-        for rule, tokens in (("20 × params", 20 * n_tot), ("fit's optimum", optimal_tokens(fit, n_ne))):
-            loss = float(predict(fit, n_ne, tokens))
-            rows.append({"shape": name, "params": n_tot, "N (non-emb)": n_ne, "tokens rule": rule, "tokens": tokens,
-                         "6ND": 6 * n_tot * tokens, "FLOPs counted": fpt * tokens,
-                         f"{dev.type} GFLOP/s (measured)": rate / 1e9, f"{dev.type} hours": fpt * tokens / rate / 3600,
-                         "GPU hours (ASSUMED)": fpt * tokens / gpu_rate / 3600, "fit's loss (extrapolated)": loss,
-                         "bits/byte": corpus.bits_per_byte(loss, td.val_bytes_per_token)})
-        r, k = rows[-2], name.replace("pretrain_", "")
-        metrics.update({f"budget_{k}_params": n_tot, f"budget_{k}_tokens": r["tokens"], f"budget_{k}_flops": r["6ND"],
-                        f"budget_{k}_tokens_fit": rows[-1]["tokens"], f"{k}_{dev.type}_flops_per_s": rate,
+    for i, name in enumerate(cfg.budgets.split(",")):
+        r, r_fit, k = rows[2 * i], rows[2 * i + 1], name.replace("pretrain_", "")
+        metrics.update({f"budget_{k}_params": r["params"], f"budget_{k}_tokens": r["tokens"],
+                        f"budget_{k}_flops": r["6ND"], f"budget_{k}_tokens_fit": r_fit["tokens"],
+                        f"{k}_{dev.type}_flops_per_s": res["rates"][name],
                         f"budget_{k}_{dev.type}_hours": r[f"{dev.type} hours"], f"budget_{k}_pred_bpb": r["bits/byte"],
                         f"budget_{k}_gpu_hours_assumed": r["GPU hours (ASSUMED)"]})
     d.text(f"Shapes from `common.nn.model.SHAPES`. **{dev.type} hours are measured**: forward + backward of that very "
@@ -196,13 +231,19 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
            f"(the optimizer step, small at real batch sizes, left out). **The GPU hours are an ASSUMPTION, not a "
            f"measurement**: one H100 at {cfg.gpu_peak_tflops:g} TFLOP/s dense bf16 peak × {cfg.gpu_mfu:.0%} MFU = "
            f"{gpu_rate / 1e12:.0f} TFLOP/s. The loss extrapolates the fit far past its runs (N ≤ {int(N.max()):,}, "
-           f"D ≤ {int(D.max()):,}) in nats per {td.vocab_size}-vocabulary token; bits/byte compares across "
+           f"D ≤ {int(D.max()):,}) in nats per {res['vocab_size']}-vocabulary token; bits/byte compares across "
            "tokenizers, but the real shapes' 16k/32k vocabularies were never seen by the fit.")
     d.table(rows)
+    return metrics
 
+
+def report_conclusions(res: dict, ctx: runner.Context) -> None:
+    """The conclusions section: fit quality, loose constants, model vs data term, and the budget in brief."""
+    runs, N, D, fit, err, rows = res["runs"], res["N"], res["D"], res["fit"], res["err"], res["budget_rows"]
+    dev = ctx.device
     big = int(np.argmax(N * D))
     model_term, data_term = fit["A"] / N[big] ** fit["alpha"], fit["B"] / D[big] ** fit["beta"]
-    loose = [k for k, (lo, hi) in spread.items() if hi > 1.5 * lo]
+    loose = [k for k, (lo, hi) in res["spread"].items() if hi > 1.5 * lo]
     r0 = rows[0]
     tpp = rows[1]["tokens"] / r0["params"]  # the fit's tokens per parameter for the first shape
     lines = [f"The law fits the {len(runs)} runs to within {err['fit_max_rel_err']:.1%}; predicting each run from the "
@@ -222,11 +263,13 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
              f"{r0['shape']} on 20 tokens/param ({r0['tokens'] / 1e6:.0f}M tokens, {r0['FLOPs counted']:.2g} FLOPs) "
              f"takes {r0[f'{dev.type} hours']:.3g} h on this {dev.type} (measured rate) and "
              f"{r0['GPU hours (ASSUMED)']:.3g} h on one H100 (assumed rate)."]
-    d.section("Conclusions")
-    d.text("\n".join(f"- {x}" for x in lines))
-    out = {**{k: fit[k] for k in spread}, **err, "n_opt_exponent": expo, "best_val_loss": L.min(), "grid_s": grid_s,
-           "grid_gflops_per_s_max": max(r["GFLOP/s"] for r in runs), **metrics}
-    return {"n_runs": len(runs), **{k: float(f"{v:.4g}") for k, v in out.items()}}
+    ctx.deliverable.section("Conclusions")
+    ctx.deliverable.text("\n".join(f"- {x}" for x in lines))
+
+
+def main(cfg: Config, ctx: runner.Context) -> dict:
+    """Measure, then narrate: run the grid, fit and budgets, then write the deliverable from their results."""
+    return report(measure(cfg, ctx), cfg, ctx)
 
 
 if __name__ == "__main__":

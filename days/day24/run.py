@@ -28,7 +28,7 @@ PRESETS = {"nano": dict(shapes="nano,day07_default,baby"), "cpu": {}, "gpu": {}}
 
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d = ctx.deliverable
-    out_dir = (ctx.root / "days" / "day24" if ctx.out == ctx.root else ctx.out) / "configs"
+    out_dir = ctx.day_dir / "configs"
     rows, all_match, round_trips = [], True, True
     for name in cfg.shapes.split(","):
         c = SHAPES[name]

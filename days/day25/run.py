@@ -81,13 +81,14 @@ def kill_and_resume(cfg: Config, td: corpus.TokenData, work, seed: int) -> dict:
                 val_shards=str(td.root / "val"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
-    def start(name: str, resume: bool = False) -> subprocess.Popen:
+    def start(name: str, resume: bool = False, pause_after: int | None = None) -> subprocess.Popen:
         tag = f"{name}{'_resumed' if resume else ''}"
-        spec = {**base, "ckpt": str(work / f"{name}.pt"), "log": str(work / f"{tag}.jsonl"), "resume": resume}
+        spec = {**base, "ckpt": str(work / f"{name}.pt"), "log": str(work / f"{tag}.jsonl"), "resume": resume,
+                "pause_after": pause_after}
         path = work / f"{tag}.json"
         path.write_text(json.dumps(spec))
         return subprocess.Popen([sys.executable, "-m", "days.day25.worker", str(path)], env=env, cwd=ROOT,
-                                stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def finish(p: subprocess.Popen) -> None:
         _, err = p.communicate()
@@ -98,10 +99,9 @@ def kill_and_resume(cfg: Config, td: corpus.TokenData, work, seed: int) -> dict:
     for f in work.glob("*"):
         f.unlink()
     finish(start("full"))
-    p = start("killed")
-    while p.poll() is None and max(read_log(work / "killed.jsonl"), default=-1) < cfg.kr_kill_after:
-        time.sleep(0.005)
-    was_running = p.poll() is None
+    p = start("killed", pause_after=cfg.kr_kill_after)
+    handshake = p.stdout.readline()  # blocks until the worker has logged step kr_kill_after and paused
+    was_running = p.poll() is None and handshake.startswith("paused")
     if was_running:
         p.send_signal(signal.SIGKILL)
     p.wait()

@@ -20,7 +20,7 @@ from common import data
 from common.data import corpus
 from common.nn.model import GPT, count_params_formula, flops_per_token, gpt_config_for
 from common.run import plotting, runner
-from common.train import full_split_loss, train, train_config_for
+from common.train import full_split_loss, train_config_for
 
 DAY = 27
 # the metrics the README and sprint summaries show
@@ -92,8 +92,9 @@ def train_one(mcfg, td: corpus.TokenData, ev: torch.Tensor, steps: int, cfg: Con
     model = GPT(mcfg).to(dev)
     tc = train_config_for(cfg, max_iters=steps, warmup_iters=max(1, steps // 10),
                           eval_interval=max(1, steps // cfg.n_evals))
-    res = train(model, data.StreamingLoader(td.train, cfg.block_size, cfg.batch_size, ctx.seed, dev),
-                data.Batches(ev, cfg.block_size, cfg.batch_size, dev, seed=2), tc, dev, show_progress=not ctx.quick)
+    res = ctx.train(model, data.StreamingLoader(td.train, cfg.block_size, cfg.batch_size, ctx.seed, dev),
+                    data.Batches(ev, cfg.block_size, cfg.batch_size, dev, seed=2), tc,
+                    run=f"vocab{mcfg.vocab_size}_{steps}steps")
     return res, full_split_loss(model, ev, cfg.block_size, cfg.batch_size, dev)
 
 

@@ -19,6 +19,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from common import data
 from common.data import corpus
+from common.lab import bench
 from common.nn.model import GPT, flops_per_token, gpt_config, gpt_config_for
 from common.run import plotting, runner
 from common.run.errors import UserError
@@ -128,14 +129,14 @@ def max_rel_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return max((u - v).abs().max().item() for u, v in zip(a, b)) / max(v.abs().max().item() for v in b)
 
 
-def timed_run(cfg: Config, td, micro: int, steps: int, seed: int, dev):
+def timed_run(cfg: Config, td, micro: int, steps: int, seed: int, dev, tracker=None):
     """One run of the project's training loop at micro-batch `micro` with E / micro accumulation steps."""
     torch.manual_seed(seed)
     model = GPT(gpt_config_for(cfg, vocab_size=cfg.vocab_size))
     tc = train_config_for(cfg, max_iters=steps, grad_accum=cfg.effective_batch // micro, warmup_iters=1,
                           eval_interval=0, eval_iters=1)
     return train(model, data.StreamingLoader(td.train, cfg.block_size, micro, seed=seed, device=dev),
-                 data.StreamingLoader(td.val, cfg.block_size, micro, seed=seed + 1, device=dev), tc, dev,
+                 data.StreamingLoader(td.val, cfg.block_size, micro, seed=seed + 1, device=dev), tc, dev, tracker,
                  show_progress=False)
 
 
@@ -159,24 +160,80 @@ def profile_setting(cfg: Config, td, micro: int, seed: int, dev) -> dict:
     return {"frac": frac, "step_ms": step_s * 1e3, "ops": ops, "ops_per_step": sum(c for c, _ in ops.values())}
 
 
-def main(cfg: Config, ctx: runner.Context) -> dict:
-    d, dev, found = ctx.deliverable, ctx.device, torch.get_num_threads()
+def measure(cfg: Config, ctx: runner.Context) -> dict:
+    """Run every experiment in order: gradient check, grid, profiler, threads; returns the raw results."""
+    dev, found = ctx.device, torch.get_num_threads()
     td = corpus.token_data(cfg.vocab_size, cache=ctx.cache_dir("tokens"), corpus_bytes=cfg.corpus_bytes)
     settings = grid(cfg.effective_batch)
     name = {m: f"{m}×{a}" for m, a in settings}
-    # 1. gradient accumulation is exact: every setting's one-step gradient equals one big batch's
+    res = {"found": found, "settings": settings, "name": name}
+    res |= measure_grad(cfg, ctx, td, settings)
+    res |= measure_grid(cfg, ctx, td, settings, name)
+    # 3. where the time goes: profile the fastest and the slowest setting
+    res["prof"] = {m: profile_setting(cfg, td, m, ctx.seed, dev) for m in dict.fromkeys((res["best"], res["worst"]))}
+    res |= measure_threads(cfg, ctx, td, res["best"], found)
+    return res
+
+
+def measure_grad(cfg: Config, ctx: runner.Context, td, settings) -> dict:
+    """Gradient accumulation is exact: every setting's one-step gradient against one big batch's."""
+    dev = ctx.device
     torch.manual_seed(ctx.seed)
     probe = GPT(gpt_config_for(cfg, vocab_size=cfg.vocab_size)).to(dev)
     x, y = data.StreamingLoader(td.train, cfg.block_size, cfg.effective_batch, seed=ctx.seed, device=dev).sample()
     ref = torch.autograd.grad(probe(x, y)[1], list(probe.parameters()))  # one forward and backward over the whole batch
     grad_diff = max(max_rel_diff(accumulated_grads(probe, x, y, m), ref) for m, _ in settings)
-    # 2. the grid, interleaved: each round visits every setting, starting one further along
-    tps: dict[int, list[float]] = {m: [] for m, _ in settings}
-    for r in range(cfg.rounds):
-        for m, _ in settings[r % len(settings):] + settings[: r % len(settings)]:
-            tps[m].append(timed_run(cfg, td, m, cfg.steps, ctx.seed, dev).tokens_per_s)
+    return {"probe": probe, "grad_diff": grad_diff}
+
+
+def measure_grid(cfg: Config, ctx: runner.Context, td, settings, name) -> dict:
+    """The grid, interleaved (each round starts one setting further along): tokens/s per run, medians, best, worst."""
+    rounds = {m: 0 for m, _ in settings}
+
+    def grid_run(m):  # every run's curves are logged, under setting/round
+        rounds[m] += 1
+        return timed_run(cfg, td, m, cfg.steps, ctx.seed, ctx.device,
+                         ctx.tracker.scoped(f"{name[m]}/round{rounds[m]}")).tokens_per_s
+    tps = bench.interleave({m: (lambda m=m: grid_run(m)) for m, _ in settings}, cfg.rounds, rotate=True)
     med = {m: statistics.median(v) for m, v in tps.items()}
-    best, worst = max(med, key=med.get), min(med, key=med.get)
+    return {"tps": tps, "med": med, "best": max(med, key=med.get), "worst": min(med, key=med.get)}
+
+
+def measure_threads(cfg: Config, ctx: runner.Context, td, best: int, found: int) -> dict:
+    """Karp–Flatt runs: the fastest setting on 1 vs p Torch threads, interleaved; the thread count is restored."""
+    p = cfg.threads or found
+    if p < 2:
+        return {"p": p, "times": None}
+
+    def on_threads(th):
+        torch.set_num_threads(th)
+        return timed_run(cfg, td, best, cfg.steps, ctx.seed, ctx.device).tokens_per_s
+    try:
+        times = bench.interleave({1: lambda: on_threads(1), p: lambda: on_threads(p)}, cfg.thread_rounds)
+    finally:
+        torch.set_num_threads(found)
+    return {"p": p, "times": times}
+
+
+def report(res: dict, cfg: Config, ctx: runner.Context) -> dict:
+    """Write the deliverable (tables, plots, text) from `measure`'s results; returns the metrics."""
+    settings, name, med, best, worst = res["settings"], res["name"], res["med"], res["best"], res["worst"]
+    a_ms = report_grid(res, cfg, ctx)
+    report_profile(res, ctx)
+    serial = report_amdahl(res, ctx)
+    kf = report_threads(res, cfg, ctx)
+    bf = res["prof"][best]["frac"]
+    return {**{f"tps_mb{m}_acc{a}": round(med[m]) for m, a in settings}, "best_setting": name[best].replace("×", "x"),
+            "best_tps": round(med[best]), "best_over_worst": round(med[best] / med[worst], 3),
+            "overhead_per_microbatch_ms": round(a_ms, 3), "grad_accum_max_rel_diff": float(f"{res['grad_diff']:.2e}"),
+            **{f"frac_{k}": round(v, 4) for k, v in bf.items()}, "amdahl_serial": round(serial[best], 4),
+            "amdahl_limit": round(1 / serial[best], 2), **kf}
+
+
+def report_grid(res: dict, cfg: Config, ctx: runner.Context) -> float:
+    """The grid section: table, throughput bars, the c + a·n fit and the nanoGPT anchor; returns a (ms)."""
+    d, dev, probe = ctx.deliverable, ctx.device, res["probe"]
+    settings, name, tps, med, best, worst = (res[k] for k in ("settings", "name", "tps", "med", "best", "worst"))
     tok_step = cfg.effective_batch * cfg.block_size
     n_micro = np.array([a for _, a in settings], dtype=float)
     step_ms = np.array([tok_step / med[m] * 1e3 for m, _ in settings])
@@ -185,7 +242,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.text(f"{probe.num_params():,}-parameter GPT ({cfg.n_layer} × {cfg.n_embd}, context {cfg.block_size}, "
            f"vocabulary {cfg.vocab_size}); every optimizer step sees {cfg.effective_batch} sequences = {tok_step:,} "
            f"tokens. Each setting ran {cfg.rounds} times × {cfg.steps} steps through `common.train.train`, the "
-           f"rounds interleaved; tokens/s is each run's median steady-state step. Torch threads: {found}.")
+           f"rounds interleaved; tokens/s is each run's median steady-state step. Torch threads: {res['found']}.")
     d.table([{"micro × accum": name[m], "tokens/s (median)": round(med[m]),
               "min–max over rounds": f"{min(tps[m]):,.0f}–{max(tps[m]):,.0f}", "vs best": med[m] / med[best],
               "step (ms)": tok_step / med[m] * 1e3, "fit c + a·n (ms)": c_ms + a_ms * a} for m, a in settings])
@@ -203,15 +260,19 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
               f"likely cause: its logits alone take {big * cfg.block_size * cfg.vocab_size * 4 / 2**20:.0f} MiB, "
               "beyond typical CPU caches." if med[big] < 0.9 * med[best] else "")
            + f" All {len(settings)} settings compute the same "
-           f"gradient: the largest difference from one {cfg.effective_batch}-sequence batch is {grad_diff:.1e} of "
-           f"the largest gradient entry (float rounding).")
+           f"gradient: the largest difference from one {cfg.effective_batch}-sequence batch is {res['grad_diff']:.1e} "
+           f"of the largest gradient entry (float rounding).")
     if dev.type == "cpu":
         ratio = flops_per_token(probe.cfg) / flops_per_token(gpt_config("baby", vocab_size=65))
         d.text(f"Anchor: nanoGPT's baby config runs ≈ {NANOGPT_BABY_TPS:,} tokens/s on the reference machine; this "
                f"model needs {ratio:.2f}× its matmul FLOPs per token, so the same FLOP rate would give "
                f"≈ {NANOGPT_BABY_TPS / ratio:,.0f} tokens/s (best here: {med[best]:,.0f}).")
-    # 3. where the time goes: profile the fastest and the slowest setting
-    prof = {m: profile_setting(cfg, td, m, ctx.seed, dev) for m in dict.fromkeys((best, worst))}
+    return a_ms
+
+
+def report_profile(res: dict, ctx: runner.Context) -> None:
+    """The profiler section: phase percentages per setting and the top aten ops of the fastest."""
+    d, name, prof, best = ctx.deliverable, res["name"], res["prof"], res["best"]
     d.section("Where the time goes (torch.profiler)")
     d.table([{"setting": name[m], **{f"{k} %": 100 * v for k, v in pr["frac"].items()},
               "step under profiler (ms)": pr["step_ms"], "aten ops / step": round(pr["ops_per_step"])}
@@ -219,10 +280,14 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     top = sorted(prof[best]["ops"], key=lambda k: -prof[best]["ops"][k][1])[:8]
     d.table([{"op (top by self CPU, fastest)": k, **{f"{name[m]} {w}": prof[m]["ops"].get(k, (0, 0))[i]
               for m in prof for i, w in enumerate(("calls/step", "self ms/step"))}} for k in top], floatfmt=".3g")
-    if dev.type == "cuda":
+    if ctx.device.type == "cuda":
         d.text("On CUDA the phase labels time the host side: kernels run asynchronously and the wait lands in "
                "`other` (the loop's finiteness check synchronises).")
-    # 4. Amdahl: only forward and backward get faster
+
+
+def report_amdahl(res: dict, ctx: runner.Context) -> dict:
+    """Amdahl's law from the profile (only forward and backward get faster): plot and text; returns s per setting."""
+    d, name, prof, best, worst = ctx.deliverable, res["name"], res["prof"], res["best"], res["worst"]
     serial = {m: 1 - pr["frac"]["forward"] - pr["frac"]["backward"] for m, pr in prof.items()}
     ks = [2 ** i for i in range(9)]
     p2 = plotting.lines(ctx.plot_path("amdahl"), {name[m]: (ks, [amdahl(serial[m], k) for k in ks]) for m in prof},
@@ -235,35 +300,31 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
            f"**{1 / serial[best]:.1f}×**" + (f"; at {name[worst]}, s = {serial[worst]:.3f} and the limit is "
                                              f"{1 / serial[worst]:.1f}×." if worst != best else "."))
     d.image(p2, "Speed-up against k, with the 1/s ceiling")
-    # 5. Karp–Flatt: 1 vs p threads on the fastest setting
-    p, kf = cfg.threads or found, {}
-    if p >= 2:
-        times = {1: [], p: []}
-        try:
-            for _ in range(cfg.thread_rounds):
-                for th in times:
-                    torch.set_num_threads(th)
-                    times[th].append(timed_run(cfg, td, best, cfg.steps, ctx.seed, dev).tokens_per_s)
-        finally:
-            torch.set_num_threads(found)
-        s_p = statistics.median(times[p]) / statistics.median(times[1])
-        kf = {"thread_speedup": round(s_p, 3), "karp_flatt_serial_fraction": round(karp_flatt(s_p, p), 3)}
-        e = kf["karp_flatt_serial_fraction"]
-        d.section("Threads: the Karp–Flatt serial fraction")
-        d.text(f"At {name[best]}: {statistics.median(times[1]):,.0f} tokens/s on 1 thread, "
-               f"{statistics.median(times[p]):,.0f} on {p} (medians of {cfg.thread_rounds} interleaved runs): "
-               f"S = {s_p:.3g}. Karp–Flatt e = (1/S − 1/p)/(1 − 1/p) = {e:.3g}: "
-               + (f"the part that does not parallelise, so no thread count can beat 1/e = {1 / e:.1f}×." if 0 < e < 1
-                  else "S ≥ p (super-linear, or noise): no bound." if e <= 0 else
-                  "S ≤ 1: the extra threads did not help (another process busy on the cores?); no bound."))
-    else:
+    return serial
+
+
+def report_threads(res: dict, cfg: Config, ctx: runner.Context) -> dict:
+    """The Karp–Flatt section from the 1 vs p thread runs; returns its metrics (empty when skipped)."""
+    d, p, times, best = ctx.deliverable, res["p"], res["times"], res["best"]
+    if times is None:
         d.text(f"Karp–Flatt skipped: the run had {p} Torch thread(s); it needs p ≥ 2.")
-    bf = prof[best]["frac"]
-    return {**{f"tps_mb{m}_acc{a}": round(med[m]) for m, a in settings}, "best_setting": name[best].replace("×", "x"),
-            "best_tps": round(med[best]), "best_over_worst": round(med[best] / med[worst], 3),
-            "overhead_per_microbatch_ms": round(a_ms, 3), "grad_accum_max_rel_diff": float(f"{grad_diff:.2e}"),
-            **{f"frac_{k}": round(v, 4) for k, v in bf.items()}, "amdahl_serial": round(serial[best], 4),
-            "amdahl_limit": round(1 / serial[best], 2), **kf}
+        return {}
+    s_p = statistics.median(times[p]) / statistics.median(times[1])
+    kf = {"thread_speedup": round(s_p, 3), "karp_flatt_serial_fraction": round(karp_flatt(s_p, p), 3)}
+    e = kf["karp_flatt_serial_fraction"]
+    d.section("Threads: the Karp–Flatt serial fraction")
+    d.text(f"At {res['name'][best]}: {statistics.median(times[1]):,.0f} tokens/s on 1 thread, "
+           f"{statistics.median(times[p]):,.0f} on {p} (medians of {cfg.thread_rounds} interleaved runs): "
+           f"S = {s_p:.3g}. Karp–Flatt e = (1/S − 1/p)/(1 − 1/p) = {e:.3g}: "
+           + (f"the part that does not parallelise, so no thread count can beat 1/e = {1 / e:.1f}×." if 0 < e < 1
+              else "S ≥ p (super-linear, or noise): no bound." if e <= 0 else
+              "S ≤ 1: the extra threads did not help (another process busy on the cores?); no bound."))
+    return kf
+
+
+def main(cfg: Config, ctx: runner.Context) -> dict:
+    """Measure, then narrate: run the experiments, then write the deliverable from their results."""
+    return report(measure(cfg, ctx), cfg, ctx)
 
 
 if __name__ == "__main__":

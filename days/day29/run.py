@@ -16,7 +16,7 @@ import torch
 from common import data
 from common.nn.model import GPT, gpt_config_for
 from common.run import plotting, runner
-from common.train import full_split_loss, lr_at, train, train_config_for
+from common.train import full_split_loss, lr_at, train_config_for
 
 DAY = 29
 
@@ -65,8 +65,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         torch.manual_seed(ctx.seed)
         model = GPT(mcfg).to(dev)
         tc = train_config_for(cfg, **over)
-        res = train(model, *data.split_batches(tr, va, cfg.block_size, cfg.batch_size, dev), tc, dev,
-                    show_progress=not ctx.quick)
+        res = ctx.train(model, *data.split_batches(tr, va, cfg.block_size, cfg.batch_size, dev), tc, run=name)
         steps, val = res.history["step"], res.history["val"]
         tail = [i for i, s in enumerate(steps) if s >= 0.8 * cfg.max_iters] or [len(steps) - 1]
         slope = (np.polyfit(np.array(steps)[tail], np.array(val)[tail], 1)[0] * 100) if len(tail) > 1 else float("nan")

@@ -104,8 +104,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     metrics = wrap.run_wrap(ctx, SPRINT, list(range(int(lo), int(hi or lo) + 1)), cfg.update_readme)
 
     recipe, rows = best_recipe(ctx.root)
-    full = ctx.out == ctx.root
-    path = (HERE if full else ctx.out) / "best_config.yaml"
+    path = ctx.day_dir / "best_config.yaml"
     header = ("# Sprint 3's best pretraining recipe, assembled by `make day 30` from the days' reference runs.\n"
               "# Each choice and its evidence: days/day30/deliverable.md. model: GPTConfig fields; train: TrainConfig\n"
               "# fields; data: batch and tokenizer. Load with OmegaConf.load(path).\n")
