@@ -1,7 +1,7 @@
 # 100 Days of AI: the front door. `make help` lists everything.
 #   make day 7                  run day 7, test it, record it in progress.yaml
 #   make day 7 ARGS="--quick"   smoke size into a scratch folder (records nothing)
-#   make day 7 ARGS="steps=500 --device cpu"
+#   make day 7 ARGS="max_iters=500 --device cpu"
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTHON ?= python3
@@ -19,14 +19,16 @@ ifneq ($(filter $(firstword $(MAKECMDGOALS)),$(POSITIONAL)),)
     $(eval $(CMD_ARGS):;@:)
   endif
 endif
-HOURS := $(foreach c,read math code log,$(if $($(c)),$(c)=$($(c))))
+# every name=value given on the command line except make's own settings goes to `make hours`,
+# so a misspelt category (`sleep=3`) is named and rejected instead of silently dropped
+HOURS := $(filter-out PYTHON=% ARGS=% JOBS=% NANOGPT=% from=% to=% DATA_DIR=%,$(MAKEOVERRIDES))
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $(STAMP)
 
-.PHONY: help venv day reproduce snapshot data test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
+.PHONY: help venv day reproduce snapshot data gpu-extras vllm-env test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
 
 help: ## list the targets
 	@echo "100 Days of AI. The two commands: 'make day 1' and 'make test'."
@@ -70,13 +72,21 @@ hours: $(STAMP) ## make hours N read=1.5 code=2 log=0.5 [math=..]: add time spen
 bench-nanogpt: $(STAMP) ## train nanoGPT's CPU baby config with our code (NANOGPT=path also runs nanoGPT)
 	$(PY) -m days.day07.run --preset nanogpt --out logs/bench_nanogpt $(if $(NANOGPT),nanogpt_dir=$(NANOGPT)) $(ARGS)
 
+gpu-extras: $(STAMP) ## on a CUDA machine: flash-attn and bitsandbytes into .venv (requirements-gpu.txt)
+	$(PY) -m pip install --no-build-isolation -r requirements-gpu.txt
+
+vllm-env: ## on a CUDA machine: vLLM in its own .venv-vllm (it pins its own torch); serve with .venv-vllm/bin/vllm
+	@test -x .venv-vllm/bin/python || $(PYTHON) -m venv .venv-vllm
+	.venv-vllm/bin/pip install -r requirements-vllm.txt
+
 tensorboard: $(STAMP) ## TensorBoard over logs/ (http://localhost:6006)
 	$(VENV)/bin/tensorboard --logdir logs
 
-clean: ## remove caches, scratch output and run logs (keeps progress.yaml, notes, deliverables, plots, references)
+clean: ## remove caches, checkpoints, scratch output and run logs (keeps progress.yaml, notes, deliverables, plots, references)
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
-	rm -rf .pytest_cache .ruff_cache .cache
+	rm -rf .pytest_cache .ruff_cache .cache checkpoints
+	rm -rf $${TMPDIR:-/tmp}/day[0-9][0-9]_quick_* $${TMPDIR:-/tmp}/reproduce_*
 	find logs -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
 
 distclean: clean ## clean, and remove .venv too
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-vllm

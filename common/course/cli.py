@@ -76,8 +76,10 @@ def cmd_day(args: list[str], root: Path) -> int:
         prog.start(n)
         prog.save()
     print(f"== make day {n}: {focus} ==", flush=True)
-    env = _env(root)
+    env = {**_env(root), "DAYS_UNDER_MAKE": "1"}
     rc = subprocess.call([sys.executable, "-m", files.module, *extra], cwd=root, env=env)
+    if rc in (130, -2):  # the run was stopped with Ctrl-C (it printed its own line)
+        raise KeyboardInterrupt
     if rc != 0:
         print(f"\nDay {n}: the run failed (exit {rc}); progress.yaml not marked done.", file=sys.stderr)
         return rc
@@ -100,7 +102,9 @@ def cmd_day(args: list[str], root: Path) -> int:
     plots = sorted((root / "plots").glob(f"{name}_*.png"))
     if plots:
         print("  plots:       " + ", ".join(f"plots/{p.name}" for p in plots))
-    print(f"  logs:        logs/{name}/{summary.get('run_id')}  (make tensorboard)")
+    run_dir = root / "logs" / name / str(summary.get("run_id"))
+    curves = (run_dir / "metrics.jsonl").is_file() and (run_dir / "metrics.jsonl").stat().st_size > 0
+    print(f"  logs:        logs/{name}/{summary.get('run_id')}" + ("  (curves: make tensorboard)" if curves else ""))
     nxt = n + 1
     if nxt <= curriculum.N_DAYS:
         d = curriculum.day(nxt)
@@ -175,6 +179,11 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        day = argv[1] if argv[0] == "day" and len(argv) > 1 else None
+        what = f"day {day} stays `doing` in progress.yaml; run `make day {day}` again" if day else "stopped"
+        print(f"\ninterrupted: {what} (nothing was marked done, nothing you wrote was lost).", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -82,7 +82,50 @@ def resolve(cls, presets: dict[str, dict] | None = None, preset: str | None = No
             key = getattr(e, "full_key", None) or "?"
             reason = str(e).splitlines()[0].rstrip(".")
             raise ConfigError(f"Bad value for config key {key!r} (from {where}): {reason}.") from None
-    return OmegaConf.to_object(conf)
+    cfg = OmegaConf.to_object(conf)
+    validate(cfg)
+    return cfg
+
+
+# Ranges for the field names the days share, checked after every resolve: (test, what is allowed).
+# A day's own field with one of these names means the same thing, so one table serves all days.
+def _positive(v):
+    return v > 0
+
+
+def _non_negative(v):
+    return v >= 0
+
+
+RULES = {
+    **{k: (_positive, "a number > 0") for k in ("lr", "adam_lr", "lr_low", "lr_high", "diverge_lr")},
+    **{k: (_non_negative, "a number >= 0") for k in ("min_lr", "weight_decay", "grad_clip", "clip", "warmup_iters",
+                                                    "warmup", "eval_interval", "patience", "tie_margin")},
+    **{k: (_positive, "a whole number >= 1") for k in (
+        "batch_size", "block_size", "n_layer", "n_head", "n_embd", "max_iters", "steps", "eval_iters",
+        "effective_batch", "rounds", "runs", "iters", "n_runs", "vocab_size", "train_steps")},
+    "dropout": (lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+    "n_kv_head": (lambda v: v is None or v > 0, "empty (= n_head) or a whole number >= 1"),
+}
+
+
+def validate(cfg) -> None:
+    """One ConfigError sentence naming the key, its value and what is allowed, for the first bad value."""
+    values = to_dict(cfg) if dataclasses.is_dataclass(cfg) else {}
+    for key, value in values.items():
+        rule = RULES.get(key)
+        if rule and isinstance(value, (int, float)) and not isinstance(value, bool) and not rule[0](value):
+            raise ConfigError(f"Config key {key!r} = {value!r} is out of range: use {rule[1]}.")
+    n_embd, n_head, n_kv = values.get("n_embd"), values.get("n_head"), values.get("n_kv_head")
+    if isinstance(n_embd, int) and isinstance(n_head, int) and n_embd % n_head:
+        raise ConfigError(f"Config key 'n_head' = {n_head} must divide n_embd = {n_embd} (each head gets "
+                          f"n_embd / n_head dimensions); e.g. n_head={_divisor_near(n_embd, n_head)}.")
+    if isinstance(n_kv, int) and isinstance(n_head, int) and n_head % n_kv:
+        raise ConfigError(f"Config key 'n_kv_head' = {n_kv} must divide n_head = {n_head}.")
+
+
+def _divisor_near(n: int, k: int) -> int:
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - k), d))
 
 
 def to_dict(cfg) -> dict[str, Any]:

@@ -201,7 +201,8 @@ def execute(day: int, cfg_cls, presets: dict, main: Callable, *, quick: bool = F
     cfg = config.resolve(cfg_cls, presets, None if preset == "cpu" and "cpu" not in presets else preset, overrides)
     name = day_name(day)
     out = Path(out) if out else (Path(tempfile.mkdtemp(prefix=f"{name}_quick_")) if quick else root)
-    run_id = tracking.make_run_id()
+    over = overrides if isinstance(overrides, dict) else dict(o.split("=", 1) for o in overrides or [] if "=" in o)
+    run_id = tracking.make_run_id(tag="_".join([preset] + [f"{k}={v}" for k, v in over.items()]))
     tracker = tracking.Tracker(out / "logs" / name / run_id)
     deliv_path = DayFiles(root, day).deliverable_path if out == root else out / "deliverable.md"
     env = tracking.environment(dev)
@@ -315,7 +316,9 @@ def cli(day: int, cfg_cls, presets: dict, main: Callable, argv: list[str] | None
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: nothing was recorded as done.", file=sys.stderr)
+        if not os.environ.get("DAYS_UNDER_MAKE"):  # under `make day` the make command says it, once
+            print(f"\ninterrupted: day {day} stopped before it finished; nothing was recorded as done. Run it again "
+                  "to start over.", file=sys.stderr)
         return 130
     except Exception:
         traceback.print_exc()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import time
 from datetime import datetime
@@ -84,10 +85,13 @@ def banner(title: str, env: dict, seed: int | None, preset: str | None, cfg_hash
     return "\n".join(lines)
 
 
-def make_run_id(now: datetime | None = None) -> str:
-    """A sortable id: date-time plus the process id, so parallel runs do not collide."""
+def make_run_id(now: datetime | None = None, tag: str = "") -> str:
+    """A sortable id: date-time plus the process id, so parallel runs do not collide, plus a `tag`
+    (preset and overrides) so TensorBoard's run list says what each run was:
+    20261201-141500-1234_cpu_lr=3e-4."""
     now = now or datetime.now()
-    return now.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 10000:04d}"
+    safe = re.sub(r"[^A-Za-z0-9=.+,_-]+", "-", tag).strip("-_")[:60]
+    return now.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 10000:04d}" + (f"_{safe}" if safe else "")
 
 
 class Tracker:

@@ -75,3 +75,39 @@ def test_nested_configs_take_dotted_overrides():
     assert (c.steps, c.model.n_layer, c.model.lr) == (7, 6, 0.5) and isinstance(c.model, Inner)
     with pytest.raises(ConfigError, match=r"Unknown config key 'model.n_layers'.*model.n_layer"):
         resolve(Outer, {}, None, ["model.n_layers=3"])
+
+
+@dataclass
+class ModelCfg:
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 64
+    batch_size: int = 8
+    max_iters: int = 10
+    lr: float = 1e-3
+    dropout: float = 0.0
+
+
+@pytest.mark.parametrize("item, msg", [
+    ("lr=-1", "'lr' = -1.0 is out of range: use a number > 0"),
+    ("batch_size=0", "'batch_size' = 0 is out of range: use a whole number >= 1"),
+    ("max_iters=0", "'max_iters' = 0 is out of range: use a whole number >= 1"),
+    ("dropout=2", "'dropout' = 2.0 is out of range: use a probability in [0, 1)"),
+    ("n_head=5", "'n_head' = 5 must divide n_embd = 64"),
+])
+def test_out_of_range_values_are_one_sentence(item, msg):
+    with pytest.raises(ConfigError) as e:
+        resolve(ModelCfg, {}, None, [item])
+    assert msg in str(e.value) and "\n" not in str(e.value)
+
+
+def test_every_days_presets_pass_validation():
+    import importlib
+
+    from common import ROOT
+    from common.run import runner
+    from common.run.dayfiles import DayFiles, built_days
+
+    for d in built_days(ROOT):
+        m = importlib.import_module(DayFiles(ROOT, d).module)
+        runner.resolved_presets(m.Config, m.PRESETS)  # raises on a bad value

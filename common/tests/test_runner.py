@@ -227,3 +227,27 @@ def test_hours_command_accumulates(tmp_path, capsys):
 
 def test_day_module_docstring_example_matches_cli():
     assert "key=value" in textwrap.dedent(runner.__doc__)
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
+    root = make_project(tmp_path)
+    mod = load_module(root)
+
+    def interrupted(cfg, ctx):
+        raise KeyboardInterrupt
+
+    rc = runner.cli(mod.DAY, mod.Config, mod.PRESETS, interrupted, ["--quick", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 130 and err.startswith("interrupted: day") and "Traceback" not in err and len(err.splitlines()) == 1
+    monkeypatch.setitem(cli.COMMANDS, "day", lambda args, root: (_ for _ in ()).throw(KeyboardInterrupt))
+    rc = cli.main(["day", "3"], root=root)
+    err = capsys.readouterr().err.strip()
+    assert rc == 130 and "day 3 stays `doing`" in err and len(err.splitlines()) == 1
+
+
+def test_bad_config_value_exits_2_in_one_sentence(tmp_path, capsys):
+    root = make_project(tmp_path)
+    mod = load_module(root)
+    rc = runner.cli(mod.DAY, mod.Config, mod.PRESETS, mod.main, ["--quick", "--out", str(tmp_path / "o"), "lr=-1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err == "error: Config key 'lr' = -1.0 is out of range: use a number > 0."

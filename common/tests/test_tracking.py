@@ -108,3 +108,19 @@ def test_compare_min_time_keeps_calling():
 
     t = bench.compare({"x": lambda: time.sleep(0.001)}, rounds=1, repeats=1, warmup=0, min_time=0.02)
     assert len(t["x"].times) >= 5
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    from common.run import atomic
+
+    umask = os.umask(0o022)
+    try:
+        p = atomic.write_text(tmp_path / "new.txt", "x")
+        assert p.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+        p.chmod(0o640)
+        atomic.write_text(p, "y")
+        assert p.stat().st_mode & 0o777 == 0o640  # an existing file keeps its mode
+    finally:
+        os.umask(umask)

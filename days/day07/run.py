@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from common import data
 from common.nn.generate import generate
 from common.nn.model import GPT, count_params_formula, gpt_config, gpt_config_for
 from common.run import plotting, runner
+from common.run.errors import run_checked
 from common.train import full_split_loss, load_checkpoint, train, train_config_for
 
 DAY = 7
@@ -106,10 +106,10 @@ def run_nanogpt(path: str, max_iters: int) -> dict:
     prep = root / "data" / "shakespeare_char"
     if not (prep / "train.bin").is_file():
         shutil.copy(data.data_path("tinyshakespeare"), prep / "input.txt")  # prepare.py then skips the download
-        subprocess.run([sys.executable, "prepare.py"], cwd=prep, check=True, capture_output=True)
+        run_checked([sys.executable, "prepare.py"], f"nanoGPT's {prep / 'prepare.py'}", cwd=prep)
     args = [a if not a.startswith("--max_iters") else f"--max_iters={max_iters}" for a in NANOGPT_ARGS]
-    out = subprocess.run([sys.executable, "train.py", *args, "--out_dir=/tmp/nanogpt_day07"], cwd=root,
-                         capture_output=True, text=True, check=True).stdout
+    out = run_checked([sys.executable, "train.py", *args, "--out_dir=/tmp/nanogpt_day07"],
+                      f"nanoGPT's {root / 'train.py'}", cwd=root).stdout
     return parse_nanogpt_log(out)
 
 

@@ -96,3 +96,13 @@ def test_run_nanogpt_drives_a_checkout(tmp_path, require_data):
     assert r["val"][250] == 2.45 and (repo / "data" / "shakespeare_char" / "train.bin").is_file()
     with pytest.raises(runner.UserError, match="no train.py"):
         run.run_nanogpt(str(tmp_path), 2000)
+
+
+def test_a_failing_nanogpt_step_is_one_sentence_with_its_real_error(tmp_path, require_data):
+    require_data("tinyshakespeare")
+    repo = tmp_path / "nanoGPT"
+    (repo / "data" / "shakespeare_char").mkdir(parents=True)
+    (repo / "data" / "shakespeare_char" / "prepare.py").write_text("import requests_missing_here\n")
+    (repo / "train.py").write_text("pass\n")
+    with pytest.raises(runner.UserError, match=r"prepare.py failed \(exit 1\): ModuleNotFoundError: No module named"):
+        run.run_nanogpt(str(repo), 2000)

@@ -18,6 +18,7 @@ import numpy as np
 from common import data
 from common.data.tokenizers import ByteBPE, train_sentencepiece
 from common.run import plotting, runner
+from common.run.progress_bar import progress
 
 DAY = 21
 # the metrics the README and sprint summaries show
@@ -85,8 +86,11 @@ def main(cfg: Config, ctx) -> dict:
     held_bytes = sum(len(ln.encode()) for ln in held_lines)  # statistics over non-empty lines, newlines excluded
 
     rows, probes, files = [], [], []
+    bar = progress(total=2 * len(sizes(cfg.sp_vocabs)) + 1 + len(sizes(cfg.bpe_vocabs)), desc="train tokenizers",
+                   disable=ctx.quick or None)  # each one takes seconds: show which is training
     for kind in ("bpe", "unigram"):
         for v in sizes(cfg.sp_vocabs):
+            bar.set_postfix_str(f"SentencePiece {kind} {v}")
             prefix = cache / f"sp_{kind}_{v}"
             t0 = time.perf_counter()
             sp = train_sentencepiece(corpus, prefix, v, kind, hard_vocab_limit=False)
@@ -98,7 +102,9 @@ def main(cfg: Config, ctx) -> dict:
             ctx.tracker.log(f"bytes_per_token/{name}", rows[-1]["bytes/token"], v)
             probes.append((name, sp.encode(PROBE, out_type=str), sp.decode(sp.encode(PROBE)) == PROBE))
             files += [prefix.with_suffix(".model"), prefix.with_suffix(".vocab")]
+            bar.update()
     for v in [256] + sizes(cfg.bpe_vocabs):
+        bar.set_postfix_str(f"ByteBPE {v}")
         t0 = time.perf_counter()
         bpe = ByteBPE.train(bpe_text, v)
         secs = time.perf_counter() - t0
@@ -109,6 +115,8 @@ def main(cfg: Config, ctx) -> dict:
         probes.append((f"bytebpe-{v}", [bpe.token_str(i).replace(" ", "▁") for i in bpe.encode(PROBE)],
                        bpe.decode(bpe.encode(PROBE)) == PROBE))
         files.append(bpe.save(cache / f"bytebpe_{v}.merges"))
+        bar.update()
+    bar.close()
     words = Counter(w for ln in held_lines for w in ln.split())
     s_words, _, _ = zipf_fit(words.values())
 
