@@ -9,10 +9,12 @@ only `common/`, never another day.
 import ast
 import fnmatch
 import importlib
+import json
 
 import pytest
 
 from common import ROOT
+from common.course import curriculum
 from common.run import runner
 from common.run.dayfiles import DayFiles, built_days
 
@@ -28,9 +30,12 @@ def test_reference_describes_the_current_code(day):
     assert ref.get("presets") == runner.resolved_presets(mod.Config, mod.PRESETS), \
         f"day {day}: presets changed since reference.json; regenerate it"
     assert ref.get("key_metrics", []) == list(getattr(mod, "KEY_METRICS", [])), f"day {day}: KEY_METRICS changed"
-    assert ref.get("metric_kinds", {}) == dict(getattr(mod, "METRIC_KINDS", {})), f"day {day}: METRIC_KINDS changed"
+    kinds = json.loads(json.dumps(dict(getattr(mod, "METRIC_KINDS", {}))))  # as stored (tuples become lists)
+    assert ref.get("metric_kinds", {}) == kinds, f"day {day}: METRIC_KINDS changed"
     assert set(getattr(mod, "KEY_METRICS", [])) <= set(ref["metrics"]), f"day {day}: a KEY_METRIC is not emitted"
-    unused = [k for k in getattr(mod, "METRIC_KINDS", {}) if not fnmatch.filter(ref["metrics"], k)]
+    gpu_only = {t.metric for t in curriculum.targets(day) if t.needs}  # absent from a CPU reference by design
+    unused = [k for k in getattr(mod, "METRIC_KINDS", {})
+              if not fnmatch.filter(ref["metrics"], k) and k not in gpu_only]
     assert not unused, f"day {day}: METRIC_KINDS entries that name no metric: {unused}"
 
 
@@ -46,3 +51,16 @@ def test_a_day_imports_only_common(day):
             for n in names:
                 if n.startswith("days"):
                     assert n.startswith(f"days.{files.name}"), f"{f.relative_to(ROOT)} imports {n}"
+
+
+@pytest.mark.parametrize("day", DAYS, ids=[f"day{d:02d}" for d in DAYS])
+def test_every_target_names_a_metric_the_day_emits(day):
+    """A target the run never reports would read "pending" forever: CPU targets must be in the
+    reference run's metrics, GPU targets must be emitted by the day's CUDA/gpu-preset code path."""
+    files = DayFiles(ROOT, day)
+    source, ref = (files.dir / "run.py").read_text(), files.reference_metrics()
+    for t in curriculum.targets(day):
+        if t.needs:
+            assert f'"{t.metric}"' in source, f"day {day}: GPU target {t.metric!r} is emitted nowhere in run.py"
+        else:
+            assert t.metric in ref, f"day {day}: target {t.metric!r} is not among the reference run's metrics"

@@ -31,6 +31,8 @@ class Target:
     value: float
     note: str = ""
     tol: float = 0.05
+    needs: str = ""    # "cuda": only a GPU run can measure it (the CPU run never fills it with a CPU number)
+    preset: str = ""   # the preset whose run emits it (default: gpu when `needs` is set)
 
     def met(self, x: float | None) -> bool | None:
         """True/False when `x` is a number, None when there is nothing to compare."""
@@ -44,6 +46,16 @@ class Target:
 
     def describe(self) -> str:
         return f"≈ {self.value:g} ± {self.tol:.0%}" if self.op == "~" else f"{self.op} {self.value:g}"
+
+    def command(self, day: int) -> str:
+        """The command that measures this target."""
+        preset = self.preset or ("gpu" if self.needs else "")
+        return f"make day {day}" + (f" ARGS='--preset {preset}'" if preset else "")
+
+    def pending(self, day: int) -> str:
+        """Why a run did not measure it, and how to: 'needs a CUDA GPU: run `make day 26 ARGS=...`'."""
+        hardware = {"cuda": "a CUDA GPU"}.get(self.needs, self.needs)
+        return f"needs {hardware}: run `{self.command(day)}`" if self.needs else f"run `{self.command(day)}`"
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,15 @@ def load_reference(root: Path, n: int) -> dict:
 
 
 def target_cells(n: int, metrics: dict) -> list[str]:
-    """One '✅/❌/— metric value (target)' string per seed target of day n."""
+    """One '✅/❌/⏳ metric value (target)' string per seed target of day n: met, missed with the
+    number, or pending with the hardware and the command that measures it."""
     cells = []
     for t in curriculum.targets(n):
         ok = t.met(metrics.get(t.metric))
-        mark = {True: "✅", False: "❌", None: "—"}[ok]
-        got = _fmt(metrics[t.metric]) if t.metric in metrics else "not measured"
-        cells.append(f"{mark} {t.metric} {got} (target {t.describe()})")
+        if ok is None:
+            cells.append(f"⏳ {t.metric} pending, {t.pending(n)} (target {t.describe()})")
+        else:
+            cells.append(f"{'✅' if ok else '❌'} {t.metric} {_fmt(metrics[t.metric])} (target {t.describe()})")
     return cells
 
 

@@ -30,14 +30,18 @@ SOURCES = [("tinyshakespeare", None), ("wikitext2", "train.txt"), ("tinystories"
 CACHE = ROOT / ".cache" / "tokens"
 
 
-def split_lines(corpus_bytes: int = 0, val_frac: float = 0.05) -> tuple[list[str], list[str]]:
+def split_lines(corpus_bytes: int = 0, val_frac: float = 0.05, sources: str = "all") -> tuple[list[str], list[str]]:
     """(train lines, val lines): per source, non-empty lines, the last `val_frac` held out.
 
-    `corpus_bytes` > 0 keeps only that many leading bytes of each source (quick runs)."""
+    `corpus_bytes` > 0 keeps only that many leading bytes of each source (quick runs); `sources`
+    is "all" or one dataset name of SOURCES (e.g. "tinystories")."""
     if not 0 < val_frac < 1:
         raise UserError(f"val_frac must be between 0 and 1, got {val_frac}.")
+    chosen = [s for s in SOURCES if sources == "all" or s[0] == sources]
+    if not chosen:
+        raise UserError(f"Unknown corpus source {sources!r}; use all or one of {', '.join(n for n, _ in SOURCES)}.")
     train, val = [], []
-    for name, file in SOURCES:
+    for name, file in chosen:
         text = data.load_text(name, file)
         if corpus_bytes:
             text = text[:corpus_bytes]
@@ -73,10 +77,18 @@ class TokenData:
 
     def val_tensor(self):
         """The whole validation split as one int64 tensor (for `train.full_split_loss`)."""
-        import numpy as np
-        import torch
+        return _as_tensor(self.val)
 
-        return torch.from_numpy(np.concatenate([np.asarray(s, dtype=np.int64) for s in self.val.shards]))
+    def train_tensor(self):
+        """The whole train split as one int64 tensor (small corpora only: it is read into memory)."""
+        return _as_tensor(self.train)
+
+
+def _as_tensor(tokens):
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.concatenate([np.asarray(s, dtype=np.int64) for s in tokens.shards]))
 
 
 def bits_per_byte(nats_per_token: float, bytes_per_token: float) -> float:
@@ -110,17 +122,20 @@ def _encode(sp, lines: list[str]):
 
 
 def token_data(vocab_size: int = 16000, kind: str = "bpe", corpus_bytes: int = 0, val_frac: float = 0.05,
-               shard_tokens: int = 1 << 20, cache: Path | None = None, rebuild: bool = False) -> TokenData:
-    """Train (or reuse) a SentencePiece tokenizer on the train lines and shard both splits as uint16/uint32."""
+               shard_tokens: int = 1 << 20, cache: Path | None = None, rebuild: bool = False,
+               sources: str = "all") -> TokenData:
+    """Train (or reuse) a SentencePiece tokenizer on the train lines and shard both splits as uint16/uint32.
+
+    `sources="tinystories"` (or another SOURCES name) builds a corpus of that dataset alone."""
     from common.data.tokenizers import train_sentencepiece
 
     key = _key(vocab_size=vocab_size, kind=kind, corpus_bytes=corpus_bytes, val_frac=val_frac,
-               shard_tokens=shard_tokens)
-    root = Path(cache or CACHE) / f"sp{vocab_size}_{kind}_{key}"
+               shard_tokens=shard_tokens, **({} if sources == "all" else {"sources": sources}))
+    root = Path(cache or CACHE) / f"sp{vocab_size}_{kind}{'' if sources == 'all' else '_' + sources}_{key}"
     if rebuild and root.exists():
         shutil.rmtree(root)
     if not (root / "info.json").is_file():
-        train_lines, val_lines = split_lines(corpus_bytes, val_frac)
+        train_lines, val_lines = split_lines(corpus_bytes, val_frac, sources)
         tmp = root.with_name(root.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)

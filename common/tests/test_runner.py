@@ -210,7 +210,8 @@ def test_malformed_progress_stops_make_day_before_running(tmp_path, capsys):
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 @pytest.mark.parametrize("goal, msg", [("day 0", "There is no day 0"), ("day x", "'x' is not a day number"),
-                                       ("day", "Which day?"), ("day 101", "There is no day 101")])
+                                       ("day", "Which day?"), ("day 101", "There is no day 101"),
+                                       ("hours 1 sleep=3 read=1", "Unknown hours category 'sleep'")])
 def test_make_syntax(goal, msg):
     """`make day N` parses the number as an argument (not a target) and passes errors through."""
     r = subprocess.run(["make", "-s", *goal.split()], cwd=ROOT, capture_output=True, text=True, timeout=60)

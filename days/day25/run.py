@@ -160,6 +160,10 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.text(f"The compute-optimal budget of about 20 tokens per parameter would be {chinchilla / 1e6:.0f}M tokens: "
            f"this run covered {100 * tokens / chinchilla:.2f}% of it; at the measured {res.tokens_per_s:,.0f} tokens/s "
            f"the whole budget would take {chinchilla / res.tokens_per_s / 3600:.3g} hours on this machine.")
+    if n < 20e6:
+        d.text(f"**Gap against the seed plan:** the plan pretrains a 20–50M-parameter model; this run trains "
+               f"{n / 1e6:.1f}M, sized for a 2-core CPU. The `gpu` preset is the 27M shape (6 × 512, block 512): "
+               "run `make day 25 ARGS='--preset gpu'` on a CUDA GPU to close it.")
     step_s = res.tokens_per_iter / res.tokens_per_s
     d.text(f"A checkpoint holds the weights and AdamW's two moments in float32, about 12 bytes per parameter: "
            f"12 × {n:,} = {12 * n / 1e6:.1f} MB predicted, {ckpt.stat().st_size / 1e6:.1f} MB on disk. Writing one "

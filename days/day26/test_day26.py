@@ -33,3 +33,10 @@ def test_quick_run_end_to_end(tmp_path, require_data):
     assert m["best_val_bpb"] == pytest.approx(m["best_val_ce"] / math.log(2), rel=1e-3)
     assert m["stopped_early"] is True and m["stopped_at"] > m["best_step"]
     assert (tmp_path / "checkpoints" / "day26_ckpt.best.pt").is_file()
+
+
+def test_tinystories_run_reports_the_targets_val_ppl(tmp_path, require_data):
+    require_data("tinystories")
+    s = runner.quick(run, tmp_path, dataset="tinystories", vocab_size=400, train_chars=0, max_iters=40)
+    m = s["metrics"]
+    assert m["val_ppl"] == m["best_val_ppl"] and 1 < m["val_ppl"] < 400  # below a uniform guess over 400 tokens

@@ -39,6 +39,9 @@ METRIC_KINDS = {
     "amdahl_limit": "timing",
     "thread_speedup": "timing",
     "karp_flatt_serial_fraction": "timing",
+    "tokens_per_s_gpu": "timing",
+    "gpu_util": "timing",
+    "gpu_mem_frac": ("tolerance", 0.1),
 }
 # the metrics the README and sprint summaries show
 KEY_METRICS = ["best_setting", "best_tps", "best_over_worst", "amdahl_limit", "karp_flatt_serial_fraction"]
@@ -143,9 +146,16 @@ def timed_run(cfg: Config, td, micro: int, steps: int, seed: int, dev, tracker=N
 def profile_setting(cfg: Config, td, micro: int, seed: int, dev) -> dict:
     """Phase fractions of the step time, aten ops per step and the per-op self times, under torch.profiler."""
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
     with profile(activities=acts) as prof:
         res = timed_run(cfg, td, micro, cfg.profile_steps, seed, dev)
     ka, step_s = prof.key_averages(), statistics.fmean(res.iter_times)
+    gpu = {}
+    if dev.type == "cuda":  # busy = kernel time / wall time of the training steps; memory = allocator's peak
+        busy = sum(getattr(e, "self_device_time_total", 0.0) for e in ka) / 1e6
+        gpu = {"util": min(1.0, busy / sum(res.iter_times)), "mem_frac": torch.cuda.max_memory_allocated(dev)
+               / torch.cuda.get_device_properties(dev).total_memory, "tps": res.tokens_per_s}
     n = len(res.iter_times)
     frac = {p: sum(e.cpu_time_total for e in ka if e.key == p) / 1e6 / n / step_s for p in PHASES}
     frac["other"] = 1.0 - sum(frac.values())
@@ -157,7 +167,8 @@ def profile_setting(cfg: Config, td, micro: int, seed: int, dev) -> dict:
         if up is not None and e.name.startswith("aten::"):
             c, t = ops.get(e.name, (0.0, 0.0))
             ops[e.name] = (c + 1 / n, t + e.self_cpu_time_total / 1e3 / n)
-    return {"frac": frac, "step_ms": step_s * 1e3, "ops": ops, "ops_per_step": sum(c for c, _ in ops.values())}
+    return {"frac": frac, "step_ms": step_s * 1e3, "ops": ops, "ops_per_step": sum(c for c, _ in ops.values()),
+            "gpu": gpu}
 
 
 def measure(cfg: Config, ctx: runner.Context) -> dict:
@@ -227,7 +238,22 @@ def report(res: dict, cfg: Config, ctx: runner.Context) -> dict:
             "best_tps": round(med[best]), "best_over_worst": round(med[best] / med[worst], 3),
             "overhead_per_microbatch_ms": round(a_ms, 3), "grad_accum_max_rel_diff": float(f"{res['grad_diff']:.2e}"),
             **{f"frac_{k}": round(v, 4) for k, v in bf.items()}, "amdahl_serial": round(serial[best], 4),
-            "amdahl_limit": round(1 / serial[best], 2), **kf}
+            "amdahl_limit": round(1 / serial[best], 2), **kf, **gpu_targets(res, ctx)}
+
+
+def gpu_targets(res: dict, ctx: runner.Context) -> dict:
+    """The seed's GPU targets, measured only on CUDA: tokens/s, GPU busy fraction, peak memory share."""
+    g = res["prof"][res["best"]]["gpu"]
+    if not g:
+        ctx.deliverable.text("GPU targets (≥ 10,000 tokens/s, ≥ 80% GPU utilisation, ≤ 80% of GPU memory): pending, "
+                             "needs a CUDA GPU: run `make day 28 ARGS='--preset gpu'`. The tokens/s above are CPU "
+                             "numbers and are not a measurement of them.")
+        return {}
+    ctx.deliverable.text(f"GPU targets at {res['name'][res['best']]}: {res['med'][res['best']]:,.0f} tokens/s, the GPU "
+                         f"busy {g['util']:.0%} of the profiled steps' wall time (kernel time / step time), peak "
+                         f"allocator memory {g['mem_frac']:.0%} of the device.")
+    return {"tokens_per_s_gpu": round(res["med"][res["best"]]), "gpu_util": round(g["util"], 3),
+            "gpu_mem_frac": round(g["mem_frac"], 3)}
 
 
 def report_grid(res: dict, cfg: Config, ctx: runner.Context) -> float:

@@ -83,6 +83,27 @@ def best_recipe(root: Path) -> tuple[dict, list[dict]]:
     return {"model": model, "train": train, "data": {"micro_batch": micro, "tokenizer": f"sp{int(vocab)} bpe"}}, rows
 
 
+def noise_check(root: Path) -> list[dict]:
+    """How far each one-seed winner leads its runner-up, against the seed-to-seed spread of day 6."""
+    spread = DayFiles(root, 6).reference_metrics().get("val_loss_rel_std")
+    m27, m29 = DayFiles(root, 27).reference_metrics(), DayFiles(root, 29).reference_metrics()
+    candidates = {
+        "vocabulary (day 27: bits/byte at equal FLOPs)": {k.rsplit("_", 1)[1]: v for k, v in m27.items()
+                                                          if k.startswith("bpb_compute_")},
+        "schedule (day 29: final val loss)": {k[4:]: v for k, v in m29.items()
+                                              if k.startswith("val_") and isinstance(v, (int, float))}}
+    rows = []
+    for choice, vals in candidates.items():
+        if len(vals) < 2:
+            continue
+        (best, bv), (second, sv) = sorted(vals.items(), key=lambda kv: kv[1])[:2]
+        gap = (sv - bv) / bv
+        rows.append({"choice": choice, "winner": best, "runner-up": second, "relative gap": gap,
+                     "seed spread (1 std)": spread,
+                     "verdict": "—" if spread is None else "within noise" if gap < 2 * spread else "beyond noise"})
+    return rows
+
+
 def count_params(cfg: GPTConfig) -> int:
     with torch.device("meta"):  # shapes only, no memory
         return GPT(cfg).num_params()
@@ -118,6 +139,19 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
            f"({recipe['train']['max_iters']:,} steps, peak learning rate {check['peak_lr']:g}). Choices made on "
            "this CPU (the micro-batch) should be re-measured on the GPU that runs the recipe.")
 
+    noise = noise_check(ctx.root)
+    d.section("Which choices are within noise")
+    d.text("Days 27 and 29 each ran one seed of a toy-size model. Their winners are compared with the runner-up "
+           "against the seed-to-seed spread day 6 measured (relative std of the final val loss over seeds, for its "
+           "small character model: a yardstick, not the spread of these exact runs). A lead under two spreads is "
+           "called within noise: the ranking could flip with another seed.")
+    d.table([{**r, "relative gap": f"{r['relative gap']:.2%}", "seed spread (1 std)":
+              "—" if r["seed spread (1 std)"] is None else f"{r['seed spread (1 std)']:.2%}"} for r in noise])
+    within = [r["choice"].split(" (")[0] for r in noise if r["verdict"] == "within noise"]
+    d.text("Within noise: " + ", ".join(within) + ". Keep them as defaults, and re-run the ablation with more "
+            "seeds (or at the GPU size) before relying on them." if within else
+            "No choice is within noise by this rule; with one seed each, that is still weak evidence.")
+
     sheet = (HERE / "cheatsheet.md").read_text(encoding="utf-8")
     d.section("Cheat sheet")
     d.text(f"[cheatsheet.md](cheatsheet.md): {sheet.count('$$') // 2} display formulas; LaTeX delimiters "
@@ -125,7 +159,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     return {**metrics, "best_params": check["params"], "best_in_range": check["in_range"],
             "best_vocab": recipe["model"]["vocab_size"], "best_schedule": recipe["train"]["schedule"],
             "best_steps": recipe["train"]["max_iters"], "config_usable": check["fields_known"],
-            "cheatsheet_balanced": latex_balanced(sheet)}
+            "cheatsheet_balanced": latex_balanced(sheet), "choices_within_noise": len(within),
+            **{f"{r['choice'].split(' ')[0]}_gap_rel": round(r["relative gap"], 4) for r in noise}}
 
 
 if __name__ == "__main__":
