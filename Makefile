@@ -12,7 +12,7 @@ ARGS ?=
 JOBS ?= 2
 
 # `make day 7` / `make hours 7 read=1`: the words after the command are its arguments, not targets.
-POSITIONAL := day hours reproduce snapshot data
+POSITIONAL := day hours reproduce snapshot data exercise solution
 ifneq ($(filter $(firstword $(MAKECMDGOALS)),$(POSITIONAL)),)
   CMD_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
   ifneq ($(strip $(CMD_ARGS)),)
@@ -21,14 +21,14 @@ ifneq ($(filter $(firstword $(MAKECMDGOALS)),$(POSITIONAL)),)
 endif
 # every name=value given on the command line except make's own settings goes to `make hours`,
 # so a misspelt category (`sleep=3`) is named and rejected instead of silently dropped
-HOURS := $(filter-out PYTHON=% ARGS=% JOBS=% NANOGPT=% from=% to=% DATA_DIR=%,$(MAKEOVERRIDES))
+HOURS := $(filter-out PYTHON=% ARGS=% JOBS=% NANOGPT=% from=% to=% DATA_DIR=% only=% diff=%,$(MAKEOVERRIDES))
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $(STAMP)
 
-.PHONY: help venv day reproduce snapshot data gpu-extras vllm-env test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
+.PHONY: help venv day reproduce snapshot data exercise solution gpu-extras vllm-env test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
 
 help: ## list the targets
 	@echo "100 Days of AI. The two commands: 'make day 1' and 'make test'."
@@ -38,6 +38,12 @@ venv: $(STAMP) ## create .venv and install requirements.txt (done automatically 
 
 day: $(STAMP) ## make day N [ARGS="--quick key=value"]: run day N, test it, record it
 	@$(PY) -m common.course.cli day $(CMD_ARGS) $(ARGS)
+
+exercise: $(STAMP) ## make exercise N [only=dayNN.name]: turn day N's exercises into stubs for you to write
+	@$(PY) -m common.course.exercises exercise $(CMD_ARGS) $(if $(only),only=$(only))
+
+solution: $(STAMP) ## make solution N [only=..] [diff=1]: put the reference back (diff=1: show yours against it)
+	@$(PY) -m common.course.exercises solution $(CMD_ARGS) $(if $(only),only=$(only)) $(if $(diff),diff=1)
 
 reproduce: $(STAMP) ## make reproduce N | all | from=21 to=30: re-run the default, compare with reference.json
 	@$(PY) -m common.course.reproduce $(CMD_ARGS) $(if $(from),--from $(from)) $(if $(to),--to $(to)) $(ARGS)

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from common import ROOT
-from common.course import curriculum
+from common.course import curriculum, exercises
 from common.course.progress import Progress, dashboard, fresh_text
 from common.course.report import write_reports
 from common.run.dayfiles import DayFiles, built_days, day_name
@@ -95,9 +95,12 @@ def cmd_day(args: list[str], root: Path) -> int:
     latest = root / "logs" / name / "LATEST"
     summary = json.loads((root / "logs" / name / latest.read_text().strip() / "summary.json").read_text())
     prog = Progress.load(root / "progress.yaml")
-    prog.finish(n, summary.get("metrics", {}), summary.get("run_id"))
+    mine = exercises.own(root, n)
+    prog.finish(n, summary.get("metrics", {}), summary.get("run_id"), own=mine)
     prog.save()
-    print(f"\nDay {n} ({focus}) is done: metrics recorded in progress.yaml.")
+    print(f"\nDay {n} ({focus}) is done: metrics recorded in progress.yaml"
+          + {True: ", passed on your own code (own: true).", False: ", on the reference solution (own: false; "
+             f"`make exercise {n}` hands you its exercises).", None: "."}[mine])
     print(f"  deliverable: days/{name}/deliverable.md")
     plots = sorted((root / "plots").glob(f"{name}_*.png"))
     if plots:

@@ -146,6 +146,7 @@ class Progress:
         e["hours"] = dict(e.get("hours") or {})
         e["metrics"] = dict(e.get("metrics") or {})
         e.setdefault("note", "")
+        e.setdefault("own", None)  # True: passed on the learner's own code (make exercise); False: the reference
         return e
 
     @property
@@ -174,7 +175,9 @@ class Progress:
         if node.get("started") is None:
             node["started"] = today
 
-    def finish(self, n: int, metrics: dict, run_id: str | None = None, today: dt.date | None = None) -> None:
+    def finish(self, n: int, metrics: dict, run_id: str | None = None, today: dt.date | None = None,
+               own: bool | None = None) -> None:
+        """Mark day n done with its metrics; `own` says whether it passed on the learner's code."""
         today = today or dt.date.today()
         self.start(n, today)
         node = self._node(n)
@@ -190,6 +193,8 @@ class Progress:
         node["metrics"] = clean
         if run_id:
             node["run"] = run_id
+        if own is not None:
+            node["own"] = bool(own)
 
     def add_hours(self, n: int, today: dt.date | None = None, **hours: float) -> dict:
         node = self._node(n)
@@ -275,7 +280,8 @@ def dashboard(prog: Progress, today: dt.date | None = None, width: int = 50) -> 
         ds = curriculum.sprint_days(s)
         n_done = sum(entries[n]["status"] == "done" for n in ds)
         if n_done or any(n in touched for n in ds):
-            marks = "".join({"done": "#", "doing": "~", "skipped": "-"}.get(entries[n]["status"], ".") for n in ds)
+            marks = "".join(("@" if entries[n]["own"] else "#") if entries[n]["status"] == "done" else
+                            {"doing": "~", "skipped": "-"}.get(entries[n]["status"], ".") for n in ds)
             out.append(f"  Sprint {s:>2} [{marks}] {n_done}/10  {curriculum.sprint_info(s)['title']}")
     if doing:
         out.append("In progress: " + ", ".join(f"day {n} ({curriculum.day(n).focus})" for n in doing))

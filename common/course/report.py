@@ -77,7 +77,9 @@ def sprint_report(root: Path, prog: Progress, s: int) -> str:
         rcell = "<br>".join(reference_cells(metrics, load_reference(root, n))) or "—"
         deliv = DayFiles(root, d.n).deliverable_path
         dcell = f"[deliverable](../days/{d.folder}/deliverable.md)" if deliv.is_file() else "—"
-        out.append(f"| {n} | {d.focus} | {e['status']} | {hours_spent(e):.1f} / {hours_planned(n):.1f} | "
+        status = e["status"] + {True: " (own code)", False: " (reference code)"}.get(e["own"], "") \
+            if e["status"] == "done" else e["status"]
+        out.append(f"| {n} | {d.focus} | {status} | {hours_spent(e):.1f} / {hours_planned(n):.1f} | "
                    f"{mcell} | {tcell} | {rcell} | {dcell} |")
     out += ["", "_vs reference_: this run's metric divided by the committed reference run's "
             "(`days/dayNN/reference.json`, 2-core CPU); ×1.00 is identical.", ""]

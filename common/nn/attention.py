@@ -73,12 +73,14 @@ def masked_softmax(scores, mask=None, dim=-1):
       max is clamped to a finite number and the sum (0 there, >= 1 in every other row, since
       the max entry contributes exp(0) = 1) is clamped to at least 1.
     """
+    # >>> exercise day01.softmax: a stable softmax over `dim` that gives masked entries weight 0
     x = scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
     if mask is not None:
         x = x.masked_fill(~mask, float("-inf"))
     row_max = x.amax(dim=dim, keepdim=True).clamp_min(torch.finfo(x.dtype).min)
     e = torch.exp(x - row_max)
     return (e / e.sum(dim=dim, keepdim=True).clamp_min(1.0)).to(scores.dtype)
+    # <<< exercise day01.softmax
 
 
 def repeat_kv(x, n_rep):
@@ -120,6 +122,7 @@ def attention_reference(q, k, v, mask=None, bias=None, is_causal=False, scale=No
     (ALiBi); is_causal: also apply `causal_mask(T, S)`; scale: default 1/sqrt(D); dropout on the
     weights only when training. With return_weights, also return the (B, H, T, S) weights.
     """
+    # >>> exercise day01.attention: scores, scale, bias and mask, softmax, weighted sum of values
     n_rep = _check_shapes(q, k, v)
     T, S, D = q.shape[-2], k.shape[-2], q.shape[-1]
     k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, D)
@@ -131,6 +134,7 @@ def attention_reference(q, k, v, mask=None, bias=None, is_causal=False, scale=No
     dropped = F.dropout(weights, dropout_p) if training and dropout_p > 0 else weights
     out = dropped @ v  # (B, H, T, S) x (B, H, S, D) -> (B, H, T, D)
     return (out, weights) if return_weights else out
+    # <<< exercise day01.attention
 
 
 def attention_sdpa(q, k, v, mask=None, bias=None, is_causal=False, scale=None,

@@ -320,7 +320,10 @@ def cli(day: int, cfg_cls, presets: dict, main: Callable, argv: list[str] | None
             print(f"\ninterrupted: day {day} stopped before it finished; nothing was recorded as done. Run it again "
                   "to start over.", file=sys.stderr)
         return 130
-    except Exception:
+    except Exception as e:
+        if isinstance(e, NotImplementedError) and str(e).startswith("exercise "):  # a stub from `make exercise`
+            print(f"error: {e}; the run stopped there, nothing was recorded as done.", file=sys.stderr)
+            return 1
         traceback.print_exc()
         print(f"\nerror: day {day} failed (traceback above); nothing was recorded as done.", file=sys.stderr)
         return 1
