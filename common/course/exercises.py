@@ -4,9 +4,9 @@ The code that embodies a day's idea is wrapped in marker comments, wherever it l
 
     def masked_softmax(scores, mask=None, dim=-1):
         \"\"\"... the docstring stays ...\"\"\"
-        # >>> exercise day01.softmax: a stable softmax that gives masked keys weight 0
+        # >>> exercise dayNN.name: what to write (NN = the day, e.g. day01.softmax)
         ...the reference solution...
-        # <<< exercise day01.softmax
+        # <<< exercise dayNN.name
 
     make exercise 1 [only=day01.softmax]   # regions -> stubs that raise NotImplementedError naming the exercise
     make solution 1 [diff=1]               # put the reference back (or show yours against it)
