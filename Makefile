@@ -12,7 +12,7 @@ ARGS ?=
 JOBS ?= 2
 
 # `make day 7` / `make hours 7 read=1`: the words after the command are its arguments, not targets.
-POSITIONAL := day hours reproduce snapshot data exercise solution
+POSITIONAL := day hours reproduce snapshot data exercise solution read
 ifneq ($(filter $(firstword $(MAKECMDGOALS)),$(POSITIONAL)),)
   CMD_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
   ifneq ($(strip $(CMD_ARGS)),)
@@ -28,7 +28,7 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $(STAMP)
 
-.PHONY: help venv day reproduce snapshot data exercise solution gpu-extras vllm-env test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
+.PHONY: help venv day reproduce snapshot data exercise solution read gpu-extras vllm-env test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
 
 help: ## list the targets
 	@echo "100 Days of AI. The two commands: 'make day 1' and 'make test'."
@@ -62,6 +62,9 @@ lint: $(STAMP) ## ruff over the code
 
 data: $(STAMP) ## download and verify every dataset into data/ (or DATA_DIR), sha256-checked
 	@$(PY) -m common.data fetch $(CMD_ARGS)
+
+read: $(STAMP) ## make read N [implemented] [summary]: record how far you got with day N's reading
+	@$(PY) -m common.course.cli read $(CMD_ARGS)
 
 report: $(STAMP) ## write sprints/sprintNN.md and this week's reflection file
 	@$(PY) -m common.course.cli report

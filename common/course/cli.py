@@ -142,6 +142,16 @@ def cmd_hours(args: list[str], root: Path) -> int:
     return 0
 
 
+def cmd_read(args: list[str], root: Path) -> int:
+    """make read N [implemented] [summary]: record the state of day N's reading (read by default)."""
+    n = parse_day(args[0] if args else None)
+    prog = Progress.load(root / "progress.yaml")
+    states = prog.set_reading(n, *(args[1:] or ["read"]))
+    prog.save()
+    print(f"Day {n} reading ({curriculum.day(n).reading or 'none listed'}): {', '.join(states)}.")
+    return 0
+
+
 def cmd_progress(args, root: Path) -> int:
     """make progress: print the dashboard."""
     print(dashboard(Progress.load(root / "progress.yaml")))
@@ -166,7 +176,7 @@ def cmd_progress_init(args, root: Path) -> int:
     return 0
 
 
-COMMANDS = {"day": cmd_day, "hours": cmd_hours, "progress": cmd_progress, "report": cmd_report,
+COMMANDS = {"day": cmd_day, "hours": cmd_hours, "read": cmd_read, "progress": cmd_progress, "report": cmd_report,
             "progress-init": cmd_progress_init}
 
 

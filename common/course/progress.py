@@ -16,12 +16,15 @@ import math
 from pathlib import Path
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from common.course import curriculum
 from common.run import atomic
 from common.run.errors import UserError
+
+# Seed 001's three states of a day's reading, in order: read it, implemented it, wrote a summary.
+READING_STATES = ("read", "implemented", "summary")
 
 STATUSES = ("todo", "doing", "done", "skipped")
 HEADER = """\
@@ -147,6 +150,7 @@ class Progress:
         e["metrics"] = dict(e.get("metrics") or {})
         e.setdefault("note", "")
         e.setdefault("own", None)  # True: passed on the learner's own code (make exercise); False: the reference
+        e["reading"] = [r for r in READING_STATES if r in (e.get("reading") or [])]  # set by `make read`
         return e
 
     @property
@@ -195,6 +199,18 @@ class Progress:
             node["run"] = run_id
         if own is not None:
             node["own"] = bool(own)
+
+    def set_reading(self, n: int, *states: str) -> list[str]:
+        """Add reading states of day n's paper (read, implemented, summary); returns all it has now."""
+        bad = [x for x in states if x not in READING_STATES]
+        if bad:
+            raise ProgressError(f"Unknown reading state {bad[0]!r}; use {', '.join(READING_STATES)}.")
+        node = self._node(n)
+        have = list(node.get("reading") or [])
+        new = [r for r in READING_STATES if r in have or r in states]
+        node["reading"] = CommentedSeq(new)
+        node["reading"].fa.set_flow_style()
+        return new
 
     def add_hours(self, n: int, today: dt.date | None = None, **hours: float) -> dict:
         node = self._node(n)

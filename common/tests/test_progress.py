@@ -129,3 +129,25 @@ def test_dashboard_and_streak(pfile):
     assert "Next: day 4" in text and "make day 4" in text
     assert "Sprint  1 [###~......] 3/10" in text
     assert len(text.splitlines()) <= 20
+
+
+def test_own_code_is_recorded_and_shown(pfile):
+    prog = Progress.load(pfile)
+    prog.finish(1, {"a": 1.0}, "r1", today=dt.date(2026, 3, 2), own=True)
+    prog.finish(2, {"a": 1.0}, "r2", today=dt.date(2026, 3, 3), own=False)
+    prog.save()
+    prog = Progress.load(pfile)
+    assert prog.entry(1)["own"] is True and prog.entry(2)["own"] is False and prog.entry(3)["own"] is None
+    assert "[@#........]" in P.dashboard(prog, today=dt.date(2026, 3, 3))
+
+
+def test_reading_states_are_set_explicitly_never_ticked_by_finishing(pfile):
+    prog = Progress.load(pfile)
+    prog.finish(1, {}, "r1", today=dt.date(2026, 3, 2))
+    assert prog.entry(1)["reading"] == []  # a finished day is not a read paper
+    assert prog.set_reading(1, "implemented") == ["implemented"]
+    assert prog.set_reading(1, "read") == ["read", "implemented"]
+    with pytest.raises(ProgressError, match="Unknown reading state 'skimmed'"):
+        prog.set_reading(1, "skimmed")
+    prog.save()
+    assert Progress.load(pfile).entry(1)["reading"] == ["read", "implemented"]

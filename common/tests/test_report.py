@@ -90,3 +90,17 @@ def test_every_target_is_met_missed_or_pending_with_its_command(tmp_path):
     assert "⏳ flash_attn_speedup pending, needs a CUDA GPU: run `make day 3 ARGS='--preset gpu'`" in text
     assert "⏳ tokens_per_s_gpu pending" in text and "⏳ gpu_util pending" in text
     assert "❌ params" in text  # day 25's CPU model is below the plan's 20M: a gap, shown with its number
+
+
+def test_lessons_and_decisions_survive_regeneration(tmp_path):
+    prog = _project(tmp_path)
+    report.write_reports(tmp_path, prog, today=dt.date(2026, 3, 11))
+    path = tmp_path / "sprints" / "sprint01.md"
+    text = path.read_text()
+    assert "## Lessons and decisions" in text and "### Pivots" in text
+    path.write_text(text.replace("- What worked this sprint", "- What worked this sprint: fused attention, clearly"))
+    prog.finish(2, {"max_loss_gap": 0.0}, "r2", today=dt.date(2026, 3, 11))
+    report.write_reports(tmp_path, prog, today=dt.date(2026, 3, 11))
+    again = path.read_text()
+    assert "fused attention, clearly" in again and "**3/10 days done**" in again
+    assert again.count("## Lessons and decisions") == 1
