@@ -105,6 +105,7 @@ def scan(root: Path = ROOT) -> dict[str, Region]:
 
 
 def day_regions(root: Path, day: int, only: str | None = None) -> list[Region]:
+    """The exercise regions of one day (or just `only`); an unknown `only` is a UserError listing the day's."""
     regions = [r for r in scan(root).values() if r.day == day]
     if only:
         regions = [r for r in regions if r.id == only]
