@@ -93,7 +93,9 @@ def _as_tensor(tokens):
 
 def bits_per_byte(nats_per_token: float, bytes_per_token: float) -> float:
     """Cross-entropy in nats per token -> bits per byte of text: nats / ln 2 / (bytes per token)."""
+    # >>> exercise day26.bits_per_byte: nats per token to bits per byte of text
     return nats_per_token / math.log(2) / bytes_per_token
+    # <<< exercise day26.bits_per_byte
 
 
 def _key(**settings) -> str:

@@ -91,6 +91,7 @@ def write_shards(tokens, out_dir, shard_tokens: int = 1 << 20, dtype: str = "uin
     uint16 holds vocabularies up to 65,535 (half the bytes of int32); use uint32 above that.
     Each shard is written atomically, `meta.json` last, so a half-written set is never read.
     """
+    # >>> exercise day22.write_shards: check the dtype fits, write fixed-size shards atomically, then meta.json
     import json
 
     import numpy as np
@@ -110,6 +111,7 @@ def write_shards(tokens, out_dir, shard_tokens: int = 1 << 20, dtype: str = "uin
     meta = {"dtype": dtype, "shard_tokens": shard_tokens, "sizes": sizes, "total": int(sum(sizes))}
     atomic.write_text(out_dir / "meta.json", json.dumps(meta, indent=2))
     return meta
+    # <<< exercise day22.write_shards
 
 
 class ShardedTokens:
@@ -155,6 +157,7 @@ class StreamingLoader:
         self.batches_served = 0
 
     def _windows(self, rng, b: int):
+        # >>> exercise day22.windows: draw b positions in the usable space, map each to (shard, offset), cut (x, y)
         import numpy as np
         import torch
 
@@ -165,6 +168,7 @@ class StreamingLoader:
         win = torch.from_numpy(win.astype(np.int64))                # (B, T+1)
         x, y = win[:, :-1].contiguous(), win[:, 1:].contiguous()
         return x.to(self.device), y.to(self.device)
+        # <<< exercise day22.windows
 
     def sample(self, generator=None, batch_size: int | None = None):
         self.batches_served += 1

@@ -72,6 +72,7 @@ _CHUNK = re.compile(r" ?\w+| ?[^\s\w]+|\s+(?!\S)|\s+")
 
 def _merge(ids: list[int], pair: tuple[int, int], new: int) -> list[int]:
     """Replace every non-overlapping occurrence of `pair` (scanning left to right) by `new`."""
+    # >>> exercise day21.merge: replace each non-overlapping occurrence of the pair, scanning left to right
     out, i, n = [], 0, len(ids)
     while i < n:
         if i + 1 < n and ids[i] == pair[0] and ids[i + 1] == pair[1]:
@@ -81,6 +82,7 @@ def _merge(ids: list[int], pair: tuple[int, int], new: int) -> list[int]:
             out.append(ids[i])
             i += 1
     return out
+    # <<< exercise day21.merge
 
 
 class ByteBPE:
@@ -119,6 +121,7 @@ class ByteBPE:
     @classmethod
     def train(cls, text: str, vocab_size: int) -> ByteBPE:
         """Learn `vocab_size - 256` merges from `text` (train on a slice: pure Python, ~100s of KB)."""
+        # >>> exercise day21.bpe_train: count pairs (weighted by chunk frequency), merge the most frequent, repeat
         if vocab_size < 256:
             raise UserError(f"vocab_size must be >= 256 (the byte alphabet), got {vocab_size}.")
         counts = Counter(_CHUNK.findall(text))
@@ -151,8 +154,10 @@ class ByteBPE:
                     where[p].add(i)
                 words[i] = nw
         return cls(merges)
+        # <<< exercise day21.bpe_train
 
     def _encode_chunk(self, chunk: str) -> list[int]:
+        # >>> exercise day21.bpe_encode: bytes of the chunk, then replay the learned merges, earliest rank first
         ids = list(chunk.encode("utf-8"))
         while len(ids) > 1:
             # apply the earliest-learned merge present; this replays training's order exactly
@@ -161,6 +166,7 @@ class ByteBPE:
                 break
             ids = _merge(ids, p, 256 + self.ranks[p])
         return ids
+        # <<< exercise day21.bpe_encode
 
     def encode(self, text: str) -> list[int]:
         out: list[int] = []

@@ -59,6 +59,7 @@ class Timing:
 
 def time_fn(fn, *, warmup: int = 3, repeats: int = 10, device=None, min_time: float = 0.0) -> Timing:
     """Call `fn()` `warmup` times untimed, then time `repeats` calls (more if `min_time` not reached)."""
+    # >>> exercise day02.time_fn: warm up untimed, then time each call between device syncs into a Timing
     for _ in range(warmup):
         fn()
     sync(device)
@@ -72,6 +73,7 @@ def time_fn(fn, *, warmup: int = 3, repeats: int = 10, device=None, min_time: fl
         if len(t.times) >= 10 * max(repeats, 1):
             break
     return t
+    # <<< exercise day02.time_fn
 
 
 def interleave(measures: dict, rounds: int, rotate: bool = False) -> dict[str, list]:
@@ -81,6 +83,7 @@ def interleave(measures: dict, rounds: int, rotate: bool = False) -> dict[str, l
     variants alike. `rotate` starts round r at the r-th variant, so no variant always runs first.
     A measurement is any callable: a timing (`lambda: time_fn(f).mean`) or a whole run's tokens/s.
     """
+    # >>> exercise day02.interleave: call every measurement once per round, in turn, collecting the results
     names = list(measures)
     out = {n: [] for n in names}
     for r in range(rounds):
@@ -88,6 +91,7 @@ def interleave(measures: dict, rounds: int, rotate: bool = False) -> dict[str, l
         for n in names[k:] + names[:k]:
             out[n].append(measures[n]())
     return out
+    # <<< exercise day02.interleave
 
 
 def compare(fns: dict, *, rounds: int = 5, repeats: int = 2, warmup: int = 1, device=None,
@@ -196,12 +200,14 @@ class ByteCounter(TorchDispatchMode):
         self.bytes, self.ops = 0, 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        # >>> exercise day08.byte_counter: run the op, then add the bytes of every tensor it read or wrote
         out = func(*args, **(kwargs or {}))
         if not func.is_view:
             tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
             self.bytes += sum(t.numel() * t.element_size() for t in tensors)
             self.ops += 1
         return out
+        # <<< exercise day08.byte_counter
 
 
 class ColdCompile:

@@ -60,9 +60,11 @@ def hvp(loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor], v: 
     `loss_fn()` recomputes the scalar loss from `params` (e.g. `lambda: model(x, y)[1]`).
     Cost: one forward, one backward with graph, one backward through that backward.
     """
+    # >>> exercise day16.hvp: H v by double backward: grad with create_graph, dot with v, grad again
     grads = torch.autograd.grad(loss_fn(), params, create_graph=True)
     dot = sum((g * u).sum() for g, u in zip(grads, unflatten(v.detach(), params)))
     return flatten(torch.autograd.grad(dot, params))
+    # <<< exercise day16.hvp
 
 
 def hvp_func(f: Callable[[tuple], torch.Tensor], params: Sequence[torch.Tensor], v: torch.Tensor) -> torch.Tensor:
@@ -113,6 +115,7 @@ def power_iteration(matvec: MatVec, n: int, iters: int = 100, tol: float = 1e-6,
     Returns (lambda, v, Rayleigh quotients per iteration). Converges like (|l2| / |l1|)^k; stops
     when the Rayleigh quotient changes by less than `tol` relative.
     """
+    # >>> exercise day16.power_iteration: v <- H v / |H v| from a seeded unit vector; Rayleigh quotients; stop at tol
     g = torch.Generator(device="cpu").manual_seed(seed)
     v = torch.randn(n, generator=g, dtype=dtype).to(device)
     v /= v.norm()
@@ -127,6 +130,7 @@ def power_iteration(matvec: MatVec, n: int, iters: int = 100, tol: float = 1e-6,
             break
         lam = new
     return lam, v, history
+    # <<< exercise day16.power_iteration
 
 
 def top_eigenvalue(matvec: MatVec, n: int, **kw) -> float:

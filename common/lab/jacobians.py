@@ -31,13 +31,17 @@ def softmax_jacobian(z: torch.Tensor) -> torch.Tensor:
     semi-definite (v^T J v is the variance of v under p), rank n - 1 when every p_i > 0, and
     its eigenvalues lie in [0, max p].
     """
+    # >>> exercise day11.softmax_jacobian: build diag(p) - p p^T from p = softmax(z), batched over the leading dims
     p = torch.softmax(z, dim=-1)
     return torch.diag_embed(p) - p.unsqueeze(-1) * p.unsqueeze(-2)
+    # <<< exercise day11.softmax_jacobian
 
 
 def softmax_vjp(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """J^T g = p * (g - <g, p>) for p = softmax(z): the softmax backward in O(n), not O(n^2)."""
+    # >>> exercise day11.softmax_vjp: the softmax backward J^T g = p * (g - <g, p>) in O(n), without building J
     return p * (g - (g * p).sum(dim=-1, keepdim=True))
+    # <<< exercise day11.softmax_vjp
 
 
 def layer_norm_jacobian(x: torch.Tensor, weight: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
@@ -48,6 +52,7 @@ def layer_norm_jacobian(x: torch.Tensor, weight: torch.Tensor | None = None, eps
     The weight scales row i by w_i. J @ 1 = 0 (a shift of x changes nothing); J @ xh is not
     exactly 0 but s * eps / (var + eps) * w * xh (eps breaks the scale invariance).
     """
+    # >>> exercise day11.layer_norm_jacobian: s (I - 1/n - xh xh^T / n), rows scaled by the weight when given
     n = x.shape[-1]
     mu = x.mean(dim=-1, keepdim=True)
     var = ((x - mu) ** 2).mean(dim=-1, keepdim=True)
@@ -59,6 +64,7 @@ def layer_norm_jacobian(x: torch.Tensor, weight: torch.Tensor | None = None, eps
     if weight is not None:
         j = weight.unsqueeze(-1) * j                        # row i times w_i
     return j
+    # <<< exercise day11.layer_norm_jacobian
 
 
 def gelu_jacobian(x: torch.Tensor) -> torch.Tensor:
@@ -75,9 +81,11 @@ def cross_entropy_grad(z: torch.Tensor, y: torch.Tensor, reduction: str = "mean"
     Per row, L_b = -sum_k q_k log softmax(z_b)_k with q = (1 - a) onehot(y_b) + a / K, so
     dL_b/dz_b = softmax(z_b) - q (q sums to 1). "mean" divides by B, "sum" does not.
     """
+    # >>> exercise day18.ce_grad: dL/dz = softmax(z) - q (q: one-hot, label-smoothed), divided by B for 'mean'
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     k = z.shape[-1]
     q = torch.nn.functional.one_hot(y, k).to(z.dtype) * (1.0 - label_smoothing) + label_smoothing / k
     g = torch.softmax(z, dim=-1) - q
     return g / z.shape[0] if reduction == "mean" else g
+    # <<< exercise day18.ce_grad

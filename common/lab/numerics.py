@@ -100,6 +100,7 @@ def numerical_grad(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, e
     of about u |x_i| / eps on top of f's own round-off. A step that rounds to nothing (eps below
     half an ulp of x_i) leaves f unchanged and gives the estimate 0.
     """
+    # >>> exercise day05.central_diff: central differences per element, divided by the step actually stored
     xp = x.detach().clone()
     flat = xp.view(-1)
     grad = torch.empty(flat.numel(), dtype=torch.float64)
@@ -113,6 +114,7 @@ def numerical_grad(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, e
         step = float(hi - lo)  # 0 when eps is below half an ulp of x_i: f cannot see the change
         grad[i] = (fp - fm) / step if step else 0.0
     return grad.view(x.shape)
+    # <<< exercise day05.central_diff
 
 
 @dataclass

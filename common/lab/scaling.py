@@ -72,18 +72,22 @@ def predict(f: dict, N, D):
 def compute_optimal(f: dict, C):
     """(N_opt, D_opt) minimising the law at compute C = 6ND: N_opt = G (C/6)^(beta/(alpha+beta)), D_opt = C/(6 N_opt),
     with G = (alpha A / (beta B))^(1/(alpha+beta))."""
+    # >>> exercise day23.compute_optimal: minimise the law on C = 6ND: the closed-form N_opt, then D_opt = C / (6 N_opt)
     a, b = f["alpha"], f["beta"]
     G = (a * f["A"] / (b * f["B"])) ** (1 / (a + b))
     n = G * (np.asarray(C, dtype=float) / 6) ** (b / (a + b))
     return n, np.asarray(C, dtype=float) / (6 * n)
+    # <<< exercise day23.compute_optimal
 
 
 def optimal_tokens(f: dict, n: float) -> float:
     """The D at which n parameters are compute-optimal: where alpha A / N^alpha = beta B / D^beta."""
+    # >>> exercise day23.optimal_tokens: the D where the two marginal terms balance, alpha A / N^alpha = beta B / D^beta
     if f["alpha"] <= 0 or f["beta"] <= 0:
         return math.nan
     log_d = (math.log(f["beta"] * f["B"] / (f["alpha"] * f["A"])) + f["alpha"] * math.log(n)) / f["beta"]
     return math.exp(min(log_d, 700.0))  # a near-zero beta sends it past any float: cap at ~1e304
+    # <<< exercise day23.optimal_tokens
 
 
 def leave_one_out(N, D, L, **kw) -> tuple[np.ndarray, list[dict]]:

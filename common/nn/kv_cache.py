@@ -53,6 +53,7 @@ class KVCache:
         return self.lengths[0]
 
     def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor):
+        # >>> exercise day04.kv_update: write k, v into the layer's next free slots, return views of all cached ones
         start, T = self.lengths[layer_idx], k.shape[-2]
         if start + T > self.max_len:
             raise UserError(f"KV cache is full: {start} + {T} tokens exceed max_len {self.max_len}.")
@@ -60,6 +61,7 @@ class KVCache:
         self.v[layer_idx, :, :, start:start + T] = v
         self.lengths[layer_idx] = start + T
         return self.k[layer_idx, :, :, :start + T], self.v[layer_idx, :, :, :start + T]  # (B, Hkv, S, D)
+        # <<< exercise day04.kv_update
 
     def nbytes(self) -> int:
         return self.k.numel() * self.k.element_size() * 2
@@ -105,6 +107,7 @@ class PagedKVStore:
         return table
 
     def append(self, seq: int, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        # >>> exercise day04.paged_append: grow the block table, write each token at (its block, its offset) in the pool
         start, T = (self.lengths.get(seq) or [0] * self.n_layer)[layer], k.shape[-2]
         table = self._grow(seq, start + T)
         pos = torch.arange(start, start + T)
@@ -113,6 +116,7 @@ class PagedKVStore:
         self.pool_k[layer, blocks, :, offs] = k.transpose(0, 1).to(self.pool_k.dtype)  # (T, Hkv, D)
         self.pool_v[layer, blocks, :, offs] = v.transpose(0, 1).to(self.pool_v.dtype)
         self.lengths[seq][layer] = start + T
+        # <<< exercise day04.paged_append
 
     def get_view(self, seq: int, layer: int, start: int = 0, end: int | None = None):
         if seq not in self.tables:

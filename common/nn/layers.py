@@ -27,6 +27,7 @@ def layer_norm_reference(x, weight=None, bias=None, eps=1e-5):
 
     float16/bfloat16 inputs are normalised in float32 and returned in their own dtype.
     """
+    # >>> exercise day06.layer_norm: normalise over the last dim with the biased variance, then weight and bias
     xf = x.float() if x.dtype in _LOW_PRECISION else x
     mean = xf.mean(dim=-1, keepdim=True)
     var = ((xf - mean) ** 2).mean(dim=-1, keepdim=True)
@@ -36,6 +37,7 @@ def layer_norm_reference(x, weight=None, bias=None, eps=1e-5):
     if bias is not None:
         y = y + bias
     return y.to(x.dtype)
+    # <<< exercise day06.layer_norm
 
 
 class LayerNorm(nn.Module):
@@ -93,11 +95,13 @@ def gelu_reference(x, approximate="none"):
     "none": exact, Phi(x) = (1 + erf(x / sqrt 2)) / 2 (nn.GELU's default, used by nanoGPT).
     "tanh": GPT-2's approximation, Phi(x) ~ (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2.
     """
+    # >>> exercise day08.gelu: x Phi(x), exact (erf) or GPT-2's tanh approximation
     if approximate == "none":
         return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
     if approximate == "tanh":
         return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
     raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    # <<< exercise day08.gelu
 
 
 class GELU(nn.Module):
@@ -184,6 +188,8 @@ class Block(nn.Module):
 
     def forward(self, x, mask=None, kv_cache=None, start_pos=0):
         """x (B, T, n_embd) -> (B, T, n_embd); always causal, optionally with an extra keep-mask."""
+        # >>> exercise day07.block: pre-norm residual block: x + attn(ln_1(x)), then x + mlp(ln_2(x))
         x = x + self.attn(self.ln_1(x), mask=mask, kv_cache=kv_cache, layer_idx=self.layer_idx,
                           start_pos=start_pos)
         return x + self.mlp(self.ln_2(x))
+        # <<< exercise day07.block

@@ -189,6 +189,7 @@ class GPT(nn.Module):
 
 def count_params_formula(cfg, non_embedding=False):
     """The parameter count of GPT(cfg), in closed form from the config."""
+    # >>> exercise day24.param_count: count every weight of GPT(cfg) from the config: blocks, norms, embeddings
     C, V, L = cfg.n_embd, cfg.vocab_size, cfg.n_layer
     hs = C // cfg.n_head
     qkv_out = (cfg.n_head + 2 * (cfg.n_kv_head or cfg.n_head)) * hs
@@ -203,6 +204,7 @@ def count_params_formula(cfg, non_embedding=False):
     if cfg.pos == "learned" and not non_embedding:
         total += cfg.block_size * C
     return total
+    # <<< exercise day24.param_count
 
 
 def flops_per_token(cfg, seq_len=None, training=True):
@@ -214,6 +216,7 @@ def flops_per_token(cfg, seq_len=None, training=True):
     softmax and elementwise ops are left out: they are a few percent at these sizes. Equals
     `torch.utils.flop_counter.FlopCounterMode` on the forward pass (tested).
     """
+    # >>> exercise day24.flops_per_token: 2 FLOPs per matmul weight plus 4 T C per layer for attention; x3 for training
     C, L, V = cfg.n_embd, cfg.n_layer, cfg.vocab_size
     T = seq_len or cfg.block_size
     hs = C // cfg.n_head
@@ -222,6 +225,7 @@ def flops_per_token(cfg, seq_len=None, training=True):
     matmul_weights = L * (C * qkv_out + C * C + C * MLP_ACTS[cfg.mlp][0] * hidden + hidden * C) + V * C
     forward = 2 * matmul_weights + L * 4 * T * C
     return 3 * forward if training else forward
+    # <<< exercise day24.flops_per_token
 
 
 def non_embedding_params(cfg) -> int:

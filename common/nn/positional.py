@@ -52,11 +52,13 @@ def rope_cos_sin(T, head_dim, base=10000.0, device=None, dtype=torch.float32):
     Row t holds the angles t * theta_i with theta_i = base^(-2i/head_dim), i < head_dim/2:
     fast rotations for the first pairs, slow (long-range) ones for the last.
     """
+    # >>> exercise day09.rope_angles: cos and sin of t * base^(-2i/head_dim), (T, head_dim // 2), in float32
     if head_dim % 2:
         raise ValueError(f"RoPE needs an even head_dim, got {head_dim}")
     inv_freq = base ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
     angles = torch.outer(torch.arange(T, device=device, dtype=torch.float32), inv_freq)  # (T, hd/2)
     return angles.cos().to(dtype), angles.sin().to(dtype)
+    # <<< exercise day09.rope_angles
 
 
 def apply_rope(x, cos, sin):
@@ -66,9 +68,11 @@ def apply_rope(x, cos, sin):
     of every pair (x1[i], x2[i]). A rotation keeps norms, and R_m^T R_n = R_(n-m), so
     <R_m q, R_n k> depends on m - n only. cos/sin are cast to x's dtype.
     """
+    # >>> exercise day09.apply_rope: rotate each pair (x1[i], x2[i]) of the two halves by its angle
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     x1, x2 = x.chunk(2, dim=-1)  # (..., T, hd/2) each
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (..., T, hd)
+    # <<< exercise day09.apply_rope
 
 
 # ----------------------------------------------------------------------------- ALiBi
@@ -102,9 +106,11 @@ def alibi_bias(n_head, T, S=None, device=None, dtype=torch.float32):
     Query i sits at absolute position pos_i = S - T + i (the last T of S keys, as with a KV
     cache). Future keys (j > pos_i) get a positive bias, which the causal mask removes anyway.
     """
+    # >>> exercise day09.alibi_bias: bias[h, i, j] = -slope_h * (pos_i - j), queries the last T of S positions
     S = T if S is None else S
     slopes = torch.tensor(alibi_slopes(n_head), device=device, dtype=torch.float32)  # (H,)
     q_pos = torch.arange(S - T, S, device=device, dtype=torch.float32)  # (T,)
     k_pos = torch.arange(S, device=device, dtype=torch.float32)  # (S,)
     distance = q_pos[:, None] - k_pos[None, :]  # (T, S)
     return (-slopes[:, None, None] * distance).to(dtype)  # (H, T, S)
+    # <<< exercise day09.alibi_bias

@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 
 def save_checkpoint(path, model, optimizer, it: int, cfg: TrainConfig, extra: dict | None = None) -> None:
     """Model, optimizer, step, config and every RNG state, written atomically."""
+    # >>> exercise day25.save_checkpoint: one dict of model, optimizer, step, config and RNG states, saved atomically
     raw = getattr(model, "_orig_mod", model)
     atomic.torch_save({"model": raw.state_dict(), "optimizer": optimizer.state_dict(), "iter": it,
                        "train_config": asdict(cfg), "rng": determinism.rng_state(), **(extra or {})}, path)
+    # <<< exercise day25.save_checkpoint
 
 
 def best_path(ckpt_path) -> Path:
@@ -36,6 +38,7 @@ def best_path(ckpt_path) -> Path:
 
 def load_checkpoint(path, model=None, optimizer=None) -> dict:
     """Load a checkpoint (into `model`/`optimizer` when given); a broken file is a UserError."""
+    # >>> exercise day25.load_checkpoint: torch.load, restore model and optimizer, any failure becomes one UserError
     path = Path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
@@ -49,3 +52,4 @@ def load_checkpoint(path, model=None, optimizer=None) -> dict:
         raise UserError(f"Checkpoint {path} is corrupt or does not match this model "
                         f"({type(e).__name__}: {str(e).splitlines()[0][:120]}); delete it to start fresh.") from None
     return ckpt
+    # <<< exercise day25.load_checkpoint

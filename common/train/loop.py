@@ -161,6 +161,7 @@ def evaluate(model, batches: dict, device, dtype: str = "float32") -> dict:
 
 def non_finite(loss: torch.Tensor, model, check_grads: bool = True) -> str | None:
     """None if the loss and every gradient are finite, else a description of the first offender."""
+    # >>> exercise day17.non_finite: None if loss and grads are finite, else a message naming the loss or the bad tensor
     if not torch.isfinite(loss):
         return f"the loss is {loss.item()}"
     if check_grads:
@@ -169,6 +170,7 @@ def non_finite(loss: torch.Tensor, model, check_grads: bool = True) -> str | Non
                 bad = (~torch.isfinite(p.grad)).sum().item()
                 return f"the gradient of {name} has {bad} non-finite value(s) of {p.grad.numel()}"
     return None
+    # <<< exercise day17.non_finite
 
 
 class MetricSink(Protocol):

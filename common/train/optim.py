@@ -22,6 +22,7 @@ import torch
 
 def sgd(p: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
     """SGD with optional L2 weight decay, momentum and Nesterov momentum (PyTorch's form)."""
+    # >>> exercise day14.sgd_weight_decay: SGD with L2 weight decay, momentum buffer and Nesterov, as torch.optim.SGD
     wd, mu = group.get("weight_decay", 0.0), group.get("momentum", 0.0)
     if wd:
         g = g + wd * p
@@ -32,9 +33,11 @@ def sgd(p: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
             state["buf"].mul_(mu).add_(g)
         g = g + mu * state["buf"] if group.get("nesterov", False) else state["buf"]
     p.add_(g, alpha=-group["lr"])
+    # <<< exercise day14.sgd_weight_decay
 
 
 def _adam(p, g, state, group, decoupled: bool) -> None:
+    # >>> exercise day12.adam: Adam and AdamW: weight decay (L2 or decoupled), both moments, bias correction, the step
     b1, b2 = group.get("betas", (0.9, 0.999))
     eps, wd, lr = group.get("eps", 1e-8), group.get("weight_decay", 0.0), group["lr"]
     if wd and decoupled:
@@ -50,6 +53,7 @@ def _adam(p, g, state, group, decoupled: bool) -> None:
     bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t              # bias corrections: m, v start at 0
     denom = v.sqrt() / math.sqrt(bc2) + eps
     p.addcdiv_(m, denom, value=-lr / bc1)
+    # <<< exercise day12.adam
 
 
 def adam(p, g, state, group) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 def _warmup_then(fn):
     """Wrap a decay shape with linear warm-up: step `it` < warmup climbs from lr/warmup to lr."""
     def lr(it: int, c: TrainConfig) -> float:
+        # >>> exercise day19.warmup: linear warm-up to c.lr, then fn(decay fraction, c); min_lr past the end
         if it < c.warmup_iters:
             return c.lr * (it + 1) / c.warmup_iters
         end = c.lr_decay_iters or c.max_iters
@@ -26,6 +27,7 @@ def _warmup_then(fn):
             return c.min_lr if c.schedule != "constant" else c.lr
         frac = (it - c.warmup_iters) / max(1, end - c.warmup_iters)  # 0 -> 1 over the decay
         return fn(frac, c)
+        # <<< exercise day19.warmup
     return lr
 
 

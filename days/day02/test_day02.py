@@ -1,9 +1,12 @@
 """Day 2: torch.compile must change speed, never results."""
 
+import time
+
 import pytest
 import torch
 
 from common import data
+from common.lab import bench
 from common.nn.model import GPT, gpt_config
 from common.run import runner
 from common.train import TrainConfig, train
@@ -51,6 +54,17 @@ def test_train_loop_compile_switch_gives_the_same_losses():
                                           compile_backend="aot_eager"), "cpu", show_progress=False)
         losses[compiled] = r.train_log["loss"]
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+
+
+def test_time_fn_warms_up_untimed_and_interleave_alternates_the_variants():
+    calls = []
+    t = bench.time_fn(lambda: calls.append(len(calls)) or time.sleep(0.002), warmup=2, repeats=3)
+    assert len(calls) == 5 and len(t.times) == 3  # 2 warm-up calls, none of them timed
+    assert all(0.002 <= x < 1.0 for x in t.times)  # each timed call includes its own sleep
+    order = []
+    out = bench.interleave({n: (lambda n=n: order.append(n) or len(order)) for n in "abc"}, rounds=2, rotate=True)
+    assert order == ["a", "b", "c", "b", "c", "a"]  # one call of each per round, round r starts at variant r
+    assert out == {"a": [1, 6], "b": [2, 4], "c": [3, 5]}
 
 
 def test_quick_run_end_to_end(tmp_path, require_data):

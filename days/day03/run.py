@@ -77,6 +77,7 @@ def attention_tiled(q, k, v, block=128):
     """FlashAttention's forward algorithm, in PyTorch: exact causal attention, one query block at a
     time against key blocks up to the diagonal, with an online softmax (running max m, running
     sum l, rescaled accumulator). Extra memory O(block^2) per step instead of O(T^2)."""
+    # >>> exercise day03.online_softmax: causal attention by blocks: running max, running sum, rescaled accumulator
     T, D = q.shape[-2], q.shape[-1]
     wide = torch.promote_types(q.dtype, torch.float32)  # accumulate in float32 (float64 stays float64)
     outs = []
@@ -99,6 +100,7 @@ def attention_tiled(q, k, v, block=128):
             m = m_new
         outs.append(acc / l)
     return torch.cat(outs, dim=-2).to(q.dtype)  # (B, H, T, D)
+    # <<< exercise day03.online_softmax
 
 
 def flash_attn_fn():

@@ -38,12 +38,14 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 def ln_backward(x, w, dy, eps=1e-5, drop=None):
     """dL/dx of y = LN(x) * w (the notes' derivation); `drop` removes one term to plant a bug."""
+    # >>> exercise day05.ln_backward: dL/dx = s (g - mean(g) - xhat mean(g xhat)), g = dy w; drop= omits one term
     mu, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
     s = torch.rsqrt(var + eps)  # 1 / sigma, (rows, 1)
     xhat, g = (x - mu) * s, dy * w
     mean_term = 0 if drop == "mean" else g.mean(-1, keepdim=True)
     var_term = 0 if drop == "variance" else xhat * (g * xhat).mean(-1, keepdim=True)
     return s * (g - mean_term - var_term)
+    # <<< exercise day05.ln_backward
 
 
 def measure(cfg: Config, ctx) -> dict:

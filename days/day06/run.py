@@ -66,10 +66,12 @@ def train_once(cfg, seed, corpus, dev, iters=None, tracker=None):
 
 def max_delta(a, b):
     """Largest difference between two runs: logged train losses, val losses and every weight."""
+    # >>> exercise day06.max_delta: the largest gap between two runs' logged losses, and between their weights
     losses = np.abs(np.subtract(a[0].train_log["loss"] + a[0].history["val"],
                                 b[0].train_log["loss"] + b[0].history["val"])).max()
     weights = max((p - q).abs().max().item() for p, q in zip(a[1].parameters(), b[1].parameters()))
     return float(losses), weights
+    # <<< exercise day06.max_delta
 
 
 def rng_facts(corpus, dev):

@@ -115,6 +115,7 @@ def run_nanogpt(path: str, max_iters: int) -> dict:
 
 def battery(mcfg, tb, device, steps, lr) -> list[dict]:
     """The checks to pass before trusting any training curve."""
+    # >>> exercise day07.battery: four checks in order: parameter count, causality, eval dropout, over-fit a batch
     torch.manual_seed(0)
     model = GPT(mcfg).to(device)
     rows = [{"check": "parameter count equals the closed form",
@@ -144,6 +145,7 @@ def battery(mcfg, tb, device, steps, lr) -> list[dict]:
     rows.append({"check": f"over-fit one batch in {steps} steps (target loss <= 0.1)",
                  "measured": f"loss {loss.item():.4f}", "pass": loss.item() <= 0.1})
     return rows
+    # <<< exercise day07.battery
 
 
 def main(cfg: Config, ctx: runner.Context) -> dict:

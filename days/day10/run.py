@@ -30,8 +30,10 @@ PRESETS = {"nano": {}, "cpu": {}, "gpu": {}}
 
 
 def day_range(spec: str) -> list[int]:
+    # >>> exercise day10.day_range: parse '1-9' (or '4') into the list of days
     lo, _, hi = spec.partition("-")
     return list(range(int(lo), int(hi or lo) + 1))
+    # <<< exercise day10.day_range
 
 
 def main(cfg: Config, ctx: runner.Context) -> dict:

@@ -35,6 +35,11 @@ def test_docstring_audit_finds_what_is_missing(tmp_path):
     assert wrap.docstring_audit(tmp_path) == ["a.py:f", "b.py:<module>"]
 
 
+def test_day_range_parses_a_span_or_a_single_day():
+    assert run.day_range("1-9") == list(range(1, 10))
+    assert run.day_range("4") == [4] and run.day_range("11-12") == [11, 12]
+
+
 def test_quick_run_end_to_end(tmp_path):
     s = runner.quick(run, tmp_path)
     assert s["metrics"]["config_round_trip"] is True and s["metrics"]["configs_exported"] >= 3

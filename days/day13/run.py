@@ -48,6 +48,7 @@ PRESETS = {"nano": dict(width=32, depth=6, depths="2,6", n_train=256, n_stats=12
 
 def weight_var(scheme: str, fan_in: int, fan_out: int, is_output: bool) -> float:
     """The variance each scheme gives a weight of a layer with this fan-in / fan-out."""
+    # >>> exercise day13.weight_var: Var(w) per scheme (Xavier, Kaiming, N(0, 0.01^2), muP) from fan-in and fan-out
     if scheme == "xavier":
         return 2.0 / (fan_in + fan_out)
     if scheme == "kaiming":
@@ -57,6 +58,7 @@ def weight_var(scheme: str, fan_in: int, fan_out: int, is_output: bool) -> float
     if scheme == "mup":
         return 1.0 / fan_in ** 2 if is_output else 1.0 / fan_in
     raise ValueError(scheme)
+    # <<< exercise day13.weight_var
 
 
 class DeepMLP(torch.nn.Module):
@@ -86,12 +88,14 @@ class DeepMLP(torch.nn.Module):
         return self.layers[-1](x)
 
     def param_groups(self, lr, base_width):
+        # >>> exercise day13.mup_lr: one group at lr; for muP, hidden and output weights at lr * base_width / width
         if self.scheme != "mup":
             return [{"params": list(self.parameters()), "lr": lr}]
         mult = base_width / self.layers[0].out_features
         scaled = [lin.weight for lin in self.layers[1:]]
         rest = [self.layers[0].weight] + [lin.bias for lin in self.layers]
         return [{"params": rest, "lr": lr}, {"params": scaled, "lr": lr * mult}]
+        # <<< exercise day13.mup_lr
 
 
 def make_task(cfg, n, seed):

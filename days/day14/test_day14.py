@@ -4,6 +4,7 @@ import torch
 
 from common.nn.model import GPT, gpt_config
 from common.run import runner
+from common.train.optim import ScratchOptimizer
 from days.day14 import run
 
 
@@ -27,6 +28,29 @@ def test_decoupled_decay_shrinks_weights_without_gradient():
     opt.step()
     torch.testing.assert_close(m.blocks[0].mlp.fc.weight.detach(), before * (1 - 0.1 * 0.5))
     assert torch.equal(m.ln_f.weight.detach(), torch.ones_like(m.ln_f.weight))  # norm gains are not decayed
+
+
+def test_scratch_sgd_l2_decay_and_momentum_match_torch():
+    """Our SGD rule: with no gradient, L2 decay shrinks the weights by (1 - lr wd) per step (the same as
+    decoupled decay, for SGD), and with momentum, plain or Nesterov, it equals torch.optim.SGD."""
+    p = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    opt = ScratchOptimizer([p], "sgd", lr=0.1, weight_decay=0.5)
+    for _ in range(3):
+        p.grad = torch.zeros_like(p)
+        opt.step()
+    torch.testing.assert_close(p.detach(), torch.full((3,), 0.95 ** 3, dtype=torch.float64))
+    for nesterov in (False, True):
+        hp = dict(lr=0.05, momentum=0.9, weight_decay=0.1, nesterov=nesterov)
+        a = torch.nn.Parameter(torch.linspace(-1, 1, 5, dtype=torch.float64))
+        b = torch.nn.Parameter(a.detach().clone())
+        ours, ref = ScratchOptimizer([a], "sgd", **hp), torch.optim.SGD([b], **hp)
+        g = torch.Generator().manual_seed(0)
+        for _ in range(20):
+            grad = torch.randn(5, generator=g, dtype=torch.float64)
+            a.grad, b.grad = grad.clone(), grad.clone()
+            ours.step()
+            ref.step()
+        torch.testing.assert_close(a.detach(), b.detach(), atol=1e-12, rtol=0)
 
 
 def test_recorder_keeps_what_train_logs():

@@ -58,13 +58,17 @@ def loss(w, X, y, lam):
 
 def grad(w, X, y, lam):
     """X^T (p - y) / n + lam w."""
+    # >>> exercise day15.grad: the gradient X^T (sigmoid(X w) - y) / n + lam w, no autograd
     return X.T @ (torch.sigmoid(X @ w) - y) / len(y) + lam * w
+    # <<< exercise day15.grad
 
 
 def hessian(w, X, y, lam):
     """X^T S X / n + lam I with S = diag(p (1 - p))."""
+    # >>> exercise day15.hessian: the Hessian X^T diag(p (1 - p)) X / n + lam I
     p = torch.sigmoid(X @ w)
     return (X * (p * (1 - p))[:, None]).T @ X / len(y) + lam * torch.eye(X.shape[1], dtype=X.dtype)
+    # <<< exercise day15.hessian
 
 
 def gradient_descent(X, y, lam, tol, max_iters, lr=None):
@@ -83,6 +87,7 @@ def gradient_descent(X, y, lam, tol, max_iters, lr=None):
 
 def newton(X, y, lam, tol, max_iters):
     """Damped Newton (Boyd & Vandenberghe alg. 9.5): step -H^{-1} g, backtracking on the loss."""
+    # >>> exercise day15.newton: damped Newton from w = 0 with backtracking; history (loss, |g|, |w|) per step
     w = torch.zeros(X.shape[1], dtype=X.dtype)
     hist = []
     for _ in range(max_iters + 1):
@@ -97,6 +102,7 @@ def newton(X, y, lam, tol, max_iters):
             t *= 0.5
         w = w + t * step
     return w, hist
+    # <<< exercise day15.newton
 
 
 def main(cfg: Config, ctx) -> dict:

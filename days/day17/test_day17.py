@@ -7,6 +7,7 @@ import torch
 
 from common.lab import numerics
 from common.run import runner
+from common.train import non_finite
 from days.day17 import run
 
 
@@ -27,6 +28,18 @@ def test_all_minus_inf_row_is_minus_inf_not_nan():
 def test_log_softmax_gradient():
     z = torch.randn(3, 7, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: numerics.log_softmax(t), (z,))
+
+
+def test_non_finite_names_the_loss_or_the_first_bad_gradient():
+    m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    for p in m.parameters():
+        p.grad = torch.zeros_like(p)
+    assert non_finite(torch.tensor(1.0), m) is None
+    assert "loss" in non_finite(torch.tensor(math.nan), m)
+    m[1].weight.grad[0, 1] = math.inf
+    m[1].bias.grad[0] = math.nan
+    assert "gradient of 1.weight" in non_finite(torch.tensor(1.0), m)  # the first offender, by name
+    assert non_finite(torch.tensor(1.0), m, check_grads=False) is None
 
 
 def test_quick_run_end_to_end(tmp_path, require_data):

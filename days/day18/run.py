@@ -44,9 +44,11 @@ def error_bound(z, y, eps: float, u: float) -> torch.Tensor:
     Along coordinate (b, i) the loss is L(t) = (1/B)(logsumexp(z_b + t e_i) - z_by - t[i == y]) + const,
     whose derivatives in t are p', p'' of the softmax: L''' = p_i (1 - p_i)(1 - 2 p_i) / B.
     """
+    # >>> exercise day18.error_bound: eps^2 |L'''| / 6 + u |L| / eps per logit, with L''' = p (1 - p)(1 - 2p) / B
     p, batch = torch.softmax(z, -1), z.shape[0]
     third = p * (1 - p) * (1 - 2 * p) / batch
     return eps ** 2 * third.abs() / 6 + u * float(F.cross_entropy(z, y)) / eps
+    # <<< exercise day18.error_bound
 
 
 def main(cfg: Config, ctx) -> dict:

@@ -75,6 +75,17 @@ def test_third_derivative_used_by_the_error_bound():
     assert abs(num - float(p * (1 - p) * (1 - 2 * p) / 2)) < 1e-5
 
 
+def test_error_bound_is_tight_for_truncation_and_holds_for_round_off():
+    z, y = logits(3, 6)
+    exact, u = jac.cross_entropy_grad(z, y), torch.finfo(F64).eps
+    ratio = {}
+    for eps in (1e-2, 1e-12):
+        num = nm.numerical_grad(lambda t: F.cross_entropy(t, y), z, eps)
+        ratio[eps] = (num - exact).abs() / run.error_bound(z, y, eps, u)
+    assert ((ratio[1e-2] - 1).abs() < 1e-2).all()  # eps^2 L'''/6 is the leading term of the truncation error
+    assert ratio[1e-12].max() <= 1 and ratio[1e-12].median() > 1e-2  # round-off: below the bound, not far below
+
+
 def test_float64_beats_float32_at_their_best_steps():
     z, y = logits(2, 5)
     exact = jac.cross_entropy_grad(z, y)

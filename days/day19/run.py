@@ -55,8 +55,10 @@ def nanmax(xs):
 
 def select_best(results: list[dict]) -> str | None:
     """The RULE applied: results have name, diverged (bool), val_loss, max_grad_norm. None if all diverged."""
+    # >>> exercise day19.select_best: RULE: skip failed/NaN runs; min of (val loss to 2 decimals, max grad norm)
     ok = [r for r in results if not r.get("failed", r["diverged"]) and r["val_loss"] == r["val_loss"]]  # nan != nan
     return min(ok, key=lambda r: (round(r["val_loss"], 2), r["max_grad_norm"]))["name"] if ok else None
+    # <<< exercise day19.select_best
 
 
 class Capture:

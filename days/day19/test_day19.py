@@ -7,6 +7,7 @@ import torch
 
 from common.lab import curvature as cv
 from common.run import runner
+from common.train import TrainConfig, lr_at
 from conftest import need_data
 from days.day19 import run
 from days.day19.run import select_best
@@ -56,6 +57,16 @@ def test_gd_on_a_quadratic_diverges_iff_lr_above_two_over_lambda_max(factor, div
     grew = w.norm().item() > 1e3
     assert grew == diverges
     assert math.isfinite(loss().item()) or diverges
+
+
+def test_warmup_climbs_linearly_to_the_peak_then_the_schedule_takes_over():
+    c = TrainConfig(max_iters=100, lr=0.8, min_lr=0.08, warmup_iters=10, schedule="constant")
+    assert [lr_at(t, c) for t in range(10)] == pytest.approx([0.08 * (t + 1) for t in range(10)])
+    assert [lr_at(t, c) for t in (10, 50, 99, 150)] == pytest.approx([0.8] * 4)
+    c.schedule = "linear"  # decays over steps 10..100, min_lr after
+    assert [lr_at(t, c) for t in (10, 55, 100, 150)] == pytest.approx([0.8, 0.44, 0.08, 0.08])
+    c.warmup_iters = 0
+    assert lr_at(0, c) == pytest.approx(0.8)
 
 
 def test_quick_run(tmp_path):

@@ -33,6 +33,18 @@ def test_stats_row_by_hand():
     assert stats("t", "k", 8, lines, None, 25, 0.5, 2e6)["unk rate"] == 0.0
 
 
+def test_bytebpe_worked_example_by_hand():
+    """The classic "aaabdaaabac": the merges, their order, tie-breaking and the encoding, all worked out by hand."""
+    from common.data.tokenizers import _merge
+
+    assert _merge([97, 97, 97, 98], (97, 97), 256) == [256, 97, 98]    # non-overlapping, left to right
+    assert _merge([1, 2, 3, 1, 2], (1, 2), 9) == [9, 3, 9]
+    bpe = ByteBPE.train("aaabdaaabac", vocab_size=259)
+    assert bpe.merges == [(97, 97), (97, 98), (256, 257)]                # ties go to the smallest pair of ids
+    assert bpe.encode("aaabdaaabac") == [258, 100, 258, 97, 99]
+    assert bpe.decode([258, 99]) == "aaabc" and bpe.decode(bpe.encode("héllo 🙂")) == "héllo 🙂"
+    assert ByteBPE.train("ab ab ab", 300).encode("ab ab") == [256, 257]  # chunks "ab" + " ab"; merges stay inside
+
 def test_bytebpe_compresses_held_out_shakespeare_and_round_trips():
     need_data("tinyshakespeare")
     text = data.load_text("tinyshakespeare")

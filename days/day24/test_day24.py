@@ -1,7 +1,9 @@
 """Day 24: every shape's parameter count is exact, FLOPs match the counter, YAMLs round-trip."""
 
 import pytest
+import torch
 from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
 
 from common.nn.model import GPT, GPTConfig, count_params_formula, flops_per_token
 from common.run import runner
@@ -18,6 +20,19 @@ def test_flops_grow_with_context_only_through_attention():
     c = run.SHAPES["baby"]
     assert flops_per_token(c, 128) - flops_per_token(c, 64) == 3 * 4 * c.n_layer * 64 * c.n_embd
 
+
+@pytest.mark.parametrize("over", [dict(), dict(n_head=4, n_kv_head=2, mlp="swiglu", norm="rms", pos="rope"),
+                                  dict(bias=True, tie_weights=False)])
+def test_flops_per_token_equals_torchs_flop_counter(over):
+    """The closed form against PyTorch's own count of the forward matmuls, at the full and a shorter context."""
+    c = GPTConfig(**{**dict(vocab_size=50, block_size=24, n_layer=2, n_head=2, n_embd=32, attn_backend="manual"),
+                     **over})
+    model = GPT(c).eval()
+    for T in (24, 10):
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            model(torch.randint(0, c.vocab_size, (3, T)))
+        assert flops_per_token(c, T, training=False) == fc.get_total_flops() / (3 * T), T
+        assert flops_per_token(c, T) == 3 * flops_per_token(c, T, training=False)
 
 def test_gqa_shrinks_kv_and_params():
     mha, gqa = run.SHAPES["pretrain_42m"], GPTConfig(**{**run.SHAPES["pretrain_42m"].__dict__, "n_kv_head": 2})

@@ -44,6 +44,44 @@ def test_read_log_skips_a_line_cut_by_the_kill(tmp_path):
     assert read_log(tmp_path / "missing.jsonl") == {}
 
 
+def test_checkpoint_round_trip_restores_weights_optimizer_step_and_rngs(tmp_path):
+    import random
+
+    import numpy as np
+    import torch
+
+    from common.lab import determinism
+    from common.nn.model import GPT, gpt_config
+    from common.run.errors import UserError
+    from common.train import TrainConfig, load_checkpoint, save_checkpoint
+
+    def make(seed, **over):
+        torch.manual_seed(seed)
+        m = GPT(gpt_config("nano", **over))
+        return m, m.configure_optimizer(0.1, 1e-3, (0.9, 0.95), "cpu")
+
+    model, opt = make(0)
+    x = torch.randint(0, 65, (2, 32))
+    model(x, x)[1].backward()
+    opt.step()                                             # the optimizer now holds moments and a step count
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, model, opt, 5, TrainConfig(max_iters=7), {"loader": {"batches_served": 3}})
+    after = (random.random(), float(np.random.rand()), torch.rand(3))  # what the run would draw next
+    fresh, fresh_opt = make(1)
+    ckpt = load_checkpoint(path, fresh, fresh_opt)
+    assert ckpt["iter"] == 5 and ckpt["train_config"]["max_iters"] == 7 and ckpt["loader"] == {"batches_served": 3}
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), fresh.state_dict().values()))
+    saved, loaded = opt.state_dict()["state"], fresh_opt.state_dict()["state"]
+    assert saved.keys() == loaded.keys() and all(torch.equal(saved[k][n], loaded[k][n]) for k in saved
+                                                 for n in saved[k])
+    determinism.set_rng_state(ckpt["rng"])
+    assert (random.random(), float(np.random.rand())) == after[:2] and torch.equal(torch.rand(3), after[2])
+    with pytest.raises(UserError, match="delete it"):      # another shape: one clear error, not a traceback
+        load_checkpoint(path, make(0, n_embd=64)[0])
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="delete it"):
+        load_checkpoint(path)
+
 def test_quick_run_kills_a_worker_and_resumes_it_exactly(tmp_path, corpus_data):
     s = runner.quick(run, tmp_path)
     m = s["metrics"]

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from common.data import corpus
 from common.run import runner
 from days.day26 import run
 
@@ -24,6 +25,12 @@ def test_bits_per_byte_is_tokenizer_independent():
         ce_per_token = total_bits * math.log(2) / n_tokens
         assert ce_per_token * n_tokens / text_bytes / math.log(2) == pytest.approx(2.5)
 
+
+def test_corpus_bits_per_byte_converts_nats_per_token():
+    assert corpus.bits_per_byte(math.log(65), 1.0) == pytest.approx(math.log2(65))       # uniform over 65 chars
+    assert corpus.bits_per_byte(math.log(16000), 4.0) == pytest.approx(math.log2(16000) / 4)
+    for ce, b in ((1.2, 1.0), (3.5, 3.7)):                                               # log2(perplexity) / b
+        assert corpus.bits_per_byte(ce, b) == pytest.approx(math.log2(math.exp(ce)) / b)
 
 def test_quick_run_end_to_end(tmp_path, require_data):
     require_data("tinyshakespeare")

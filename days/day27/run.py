@@ -60,13 +60,17 @@ def label(v: int) -> str:
 
 def bits_per_byte(nats_per_token: float, n_tokens: int, n_bytes: int) -> float:
     """Total bits of the text (nats/token x tokens / ln 2) over its bytes: the same text scores the same unit."""
+    # >>> exercise day27.bits_per_byte: the text's total bits (nats/token x tokens / ln 2) over its bytes
     return corpus.bits_per_byte(nats_per_token, n_bytes / n_tokens)
+    # <<< exercise day27.bits_per_byte
 
 
 def compute_steps(vocabs, anchor: int, steps: int, cfg: Config) -> dict[int, int]:
     """Steps per vocabulary so that steps x tokens/step x FLOPs/token matches `anchor` at `steps` (to half a step)."""
+    # >>> exercise day27.compute_steps: steps per vocabulary that spend the anchor's training FLOPs
     budget = steps * flops_per_token(gpt_config_for(cfg, vocab_size=anchor))
     return {v: max(1, round(budget / flops_per_token(gpt_config_for(cfg, vocab_size=v)))) for v in vocabs}
+    # <<< exercise day27.compute_steps
 
 
 def pick_lines(line_bytes: list[int], eval_bytes: int) -> list[int]:

@@ -82,12 +82,16 @@ def grid(effective: int) -> list[tuple[int, int]]:
 
 def amdahl(serial: float, k: float) -> float:
     """Overall speed-up when the fraction 1 - `serial` of the time runs `k` times faster."""
+    # >>> exercise day28.amdahl: Amdahl's law: the speed-up when all but the serial fraction runs k times faster
     return 1.0 / (serial + (1.0 - serial) / k)
+    # <<< exercise day28.amdahl
 
 
 def karp_flatt(speedup: float, p: int) -> float:
     """The serial fraction e that explains a measured speed-up on p workers: (1/S - 1/p) / (1 - 1/p)."""
+    # >>> exercise day28.karp_flatt: Karp-Flatt: the serial fraction that explains a measured speed-up on p workers
     return (1.0 / speedup - 1.0 / p) / (1.0 - 1.0 / p)
+    # <<< exercise day28.karp_flatt
 
 
 class SliceLoader:

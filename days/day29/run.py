@@ -43,17 +43,21 @@ PRESETS = {"nano": dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_siz
 
 def schedules(cfg: Config) -> dict[str, dict]:
     """The three schedules as TrainConfig overrides (same peak, same steps)."""
+    # >>> exercise day29.schedules: cosine, one-cycle and WSD as TrainConfig overrides with the same peak and steps
     short = max(1, cfg.max_iters // 12)
     return {"cosine": dict(schedule="cosine", warmup_iters=short, min_lr=cfg.lr / 10),
             "one-cycle": dict(schedule="linear", warmup_iters=int(0.3 * cfg.max_iters), min_lr=cfg.lr / 100),
             "wsd": dict(schedule="wsd", warmup_iters=short, min_lr=cfg.lr / 10, decay_frac=0.2)}
+    # <<< exercise day29.schedules
 
 
 def pick_best(results: dict, tie_margin: float) -> str:
     """Lowest final val loss; within `tie_margin` of it, the one with the lower mean val over the last 3 evals."""
+    # >>> exercise day29.pick_best: the lowest final loss wins; within tie_margin, the lower mean of the last 3 evals
     best = min(r["final"] for r in results.values())
     tied = [n for n, r in results.items() if r["final"] - best <= tie_margin]
     return min(tied, key=lambda n: float(np.mean(results[n]["val"][-3:])))
+    # <<< exercise day29.pick_best
 
 
 def main(cfg: Config, ctx: runner.Context) -> dict:

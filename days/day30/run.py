@@ -85,6 +85,7 @@ def best_recipe(root: Path) -> tuple[dict, list[dict]]:
 
 def noise_check(root: Path) -> list[dict]:
     """How far each one-seed winner leads its runner-up, against the seed-to-seed spread of day 6."""
+    # >>> exercise day30.noise_check: each choice's winner vs runner-up, the relative gap against two seed spreads
     spread = DayFiles(root, 6).reference_metrics().get("val_loss_rel_std")
     m27, m29 = DayFiles(root, 27).reference_metrics(), DayFiles(root, 29).reference_metrics()
     candidates = {
@@ -102,6 +103,7 @@ def noise_check(root: Path) -> list[dict]:
                      "seed spread (1 std)": spread,
                      "verdict": "—" if spread is None else "within noise" if gap < 2 * spread else "beyond noise"})
     return rows
+    # <<< exercise day30.noise_check
 
 
 def count_params(cfg: GPTConfig) -> int:

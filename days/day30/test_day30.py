@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from common.course import wrap
 from common.run import runner
 from days.day30 import run
@@ -45,6 +47,18 @@ def test_check_recipe_builds_the_model():
 def test_cheatsheet_is_balanced():
     assert wrap.latex_balanced((run.HERE / "cheatsheet.md").read_text())
 
+
+def test_noise_check_compares_the_lead_with_two_seed_spreads(tmp_path):
+    m27 = {"bpb_compute_8k": 1.50, "bpb_compute_16k": 1.515, "bpb_compute_32k": 1.60, "bpb_steps_4k": 1.0}
+    m29 = {"val_cosine": 2.10, "val_wsd": 2.00, "val_one_cycle": 2.05, "best_schedule": "wsd"}
+    rows = run.noise_check(_fake_root(tmp_path, {6: {"val_loss_rel_std": 0.01}, 27: m27, 29: m29}))
+    vocab, sched = rows
+    assert (vocab["winner"], vocab["runner-up"]) == ("8k", "16k") and vocab["seed spread (1 std)"] == 0.01
+    assert vocab["relative gap"] == pytest.approx(0.01) and vocab["verdict"] == "within noise"   # 1% < 2 x 1%
+    assert (sched["winner"], sched["runner-up"]) == ("wsd", "one_cycle") and sched["verdict"] == "beyond noise"
+    assert sched["relative gap"] == pytest.approx(0.025)
+    rows = run.noise_check(_fake_root(tmp_path / "b", {27: m27, 29: {"val_wsd": 2.0}}))
+    assert len(rows) == 1 and rows[0]["verdict"] == "—"              # no spread measured; one schedule: no row
 
 def test_quick_run_end_to_end(tmp_path):
     s = runner.quick(run, tmp_path)
