@@ -15,6 +15,7 @@ from pathlib import Path
 
 from common.course import curriculum
 from common.course.progress import READING_STATES, Progress, hours_planned, hours_spent, week_of
+from common.course.wrap import key_metrics
 from common.run import atomic
 from common.run.dayfiles import DayFiles
 
@@ -74,9 +75,13 @@ def sprint_report(root: Path, prog: Progress, s: int) -> str:
     for n in days:
         d, e = curriculum.day(n), entries[n]
         metrics = e["metrics"]
-        mcell = "<br>".join(f"{k} = {_fmt(v)}" for k, v in metrics.items()) or "—"
+        ref = DayFiles(root, n).reference() or {}
+        shown = key_metrics(metrics, ref.get("key_metrics"))  # the day's KEY_METRICS, else its first five
+        more = len(metrics) - len(shown)
+        mcell = "<br>".join(f"{k} = {_fmt(v)}" for k, v in shown) + (
+            f"<br>… {more} more in the [deliverable](../days/{d.folder}/deliverable.md)" if more > 0 else "") or "—"
         tcell = "<br>".join(target_cells(n, metrics)) or "—"
-        rcell = "<br>".join(reference_cells(metrics, load_reference(root, n))) or "—"
+        rcell = "<br>".join(reference_cells(dict(shown), load_reference(root, n))) or "—"
         deliv = DayFiles(root, d.n).deliverable_path
         dcell = f"[deliverable](../days/{d.folder}/deliverable.md)" if deliv.is_file() else "—"
         status = e["status"] + {True: " (own code)", False: " (reference code)"}.get(e["own"], "") \

@@ -104,3 +104,11 @@ def test_lessons_and_decisions_survive_regeneration(tmp_path):
     again = path.read_text()
     assert "fused attention, clearly" in again and "**3/10 days done**" in again
     assert again.count("## Lessons and decisions") == 1
+
+
+def test_sprint_table_shows_at_most_five_metrics_and_links_the_rest(tmp_path):
+    prog = _project(tmp_path)
+    prog.finish(3, {f"m{i}": float(i) for i in range(12)}, "r3", today=dt.date(2026, 3, 11))
+    report.write_reports(tmp_path, prog, today=dt.date(2026, 3, 11))
+    row3 = next(ln for ln in (tmp_path / "sprints" / "sprint01.md").read_text().splitlines() if ln.startswith("| 3 |"))
+    assert "m4 = 4" in row3 and "m5 = 5" not in row3 and "… 7 more in the [deliverable]" in row3
