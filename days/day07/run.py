@@ -11,6 +11,7 @@ schedule, batch, 2000 iterations) and sets our numbers beside nanoGPT's, measure
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import statistics
@@ -25,7 +26,7 @@ from common.nn.generate import generate
 from common.nn.model import GPT, count_params_formula, gpt_config, gpt_config_for
 from common.run import plotting, runner
 from common.run.errors import run_checked
-from common.train import full_split_loss, load_checkpoint, train, train_config_for
+from common.train import evaluate, full_split_loss, load_checkpoint, train, train_config_for
 
 DAY = 7
 # How `make reproduce` compares each metric: everything not listed is exact (deterministic).
@@ -162,6 +163,9 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     torch.manual_seed(ctx.seed)
     model = GPT(mcfg).to(dev)
     tc = train_config_for(cfg)
+    # step 0, before any update, on the same fixed batches as every later evaluation (private generators:
+    # the training RNG is untouched, so the run below is the same as without this line)
+    init = evaluate(model, {"train": tb.fixed(cfg.eval_iters), "val": vb.fixed(cfg.eval_iters)}, dev, cfg.dtype)
     ckpt = ctx.out / "checkpoints" / "day07_ckpt.pt"
     res = train(model, tb, vb, tc, dev, ctx.tracker, ckpt_path=ckpt, show_progress=not ctx.quick)
     h = res.history
@@ -182,12 +186,17 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
            f"{cfg.lr:g} → {cfg.min_lr:g}, gradient clip {cfg.grad_clip}.")
     d.table([{"step": s, "train loss": tr, "val loss": v, "wall-clock (s)": round(t, 1)}
              for s, tr, v, t in zip(h["step"], h["train"], h["val"], h["time"])])
-    series = {"train (fixed batches)": (h["step"], h["train"]), "val (fixed batches)": (h["step"], h["val"])}
+    series = {"train (fixed batches)": ([0] + h["step"], [init["train"]] + h["train"]),
+              "val (fixed batches)": ([0] + h["step"], [init["val"]] + h["val"])}
     if ctx.preset == "nanogpt":
         series["nanoGPT val (REFERENCE.md)"] = (list(NANOGPT["val"]), list(NANOGPT["val"].values()))
     p = plotting.lines(ctx.plot_path("loss_curve"), series, "step", "loss (nats per character)",
                        "Tiny Shakespeare, character level", markers=True, hline=(cfg.target_loss, "target"))
-    d.image(p, "Train and validation loss; the dashed line is the target")
+    d.image(p, "Train and validation loss from step 0; the dashed line is the target")
+    d.text(f"What to look at: at step 0 the untrained model scores val {init['val']:.3f} nats, close to "
+           f"ln {tok.vocab_size} = {math.log(tok.vocab_size):.3f}, the loss of a uniform guess over the characters "
+           "(the small initial weights give near-uniform logits); the fast drop over the first few hundred steps "
+           "is learning character frequencies, the slow tail is learning words and spelling.")
     d.text(f"Whole validation split ({val_ids.numel():,} characters, every window): loss **{full_val:.4f}**. "
            f"Median step {ms_iter:.1f} ms → **{res.tokens_per_iter / ms_iter * 1000:,.0f} tokens/s** (training only). "
            + (f"Validation loss first reached {cfg.target_loss} at step {reached[0]}, {reached[1]:.1f} s after "

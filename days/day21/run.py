@@ -152,11 +152,12 @@ def main(cfg: Config, ctx) -> dict:
     zs[f"words (s={s_words:.2f})"] = zipf_fit(words.values())[1:]
     p = plotting.lines(ctx.plot_path("zipf"), zs, "rank (log10)", "frequency in held-out text (count, log10)",
                        "Zipf plot of token frequencies", logx=True, logy=True, logx_base=10)
-    ctx.deliverable.image(p, "rank vs frequency, log-log, with the fitted exponent s (freq ~ rank^-s)")
+    ctx.deliverable.image(p, "rank vs frequency, log-log; the legend gives each curve's fitted exponent s "
+                             "(least squares of log freq on log rank, freq ~ rank^-s)")
 
     ctx.deliverable.section("How each tokenizer splits an unseen string")
     ctx.deliverable.text(f"Probe: `{PROBE}`")
-    ctx.deliverable.table([{"tokenizer": n, "tokens": len(t), "round-trips": ok, "pieces": " · ".join(t)[:160]}
+    ctx.deliverable.table([{"tokenizer": n, "tokens": len(t), "round-trips": ok, "pieces": " · ".join(t)}
                            for n, t, ok in probes])
     ctx.deliverable.section("Tokenizer configs and vocab files")
     ctx.deliverable.text("SentencePiece: `model_type` bpe/unigram, `character_coverage` 0.9995 (default; rarer "
