@@ -195,9 +195,11 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.image(p, "Train and validation loss from step 0; the dashed line is the target")
     d.text(f"What to look at: at step 0 the untrained model scores val {init['val']:.3f} nats, close to "
            f"ln {tok.vocab_size} = {math.log(tok.vocab_size):.3f}, the loss of a uniform guess over the characters "
-           "(the small initial weights give near-uniform logits). Most of the drop happens in the first "
-           f"{h['step'][0]} steps; after that, the gap between the train and val curves is what over-fitting "
-           "would widen.")
+           "(the small initial weights give near-uniform logits). "
+           + (f"Most of the drop ({init['val'] - h['val'][0]:.2f} of {init['val'] - h['val'][-1]:.2f} nats) happens "
+              f"in the first {h['step'][0]} steps" if init["val"] - h["val"][0] > h["val"][0] - h["val"][-1] else
+              f"The loss keeps falling after step {h['step'][0]}")
+           + "; the gap between the train and val curves is what over-fitting would widen.")
     d.text(f"Whole validation split ({val_ids.numel():,} characters, every window): loss **{full_val:.4f}**. "
            f"Median step {ms_iter:.1f} ms → **{res.tokens_per_iter / ms_iter * 1000:,.0f} tokens/s** (training only). "
            + (f"Validation loss first reached {cfg.target_loss} at step {reached[0]}, {reached[1]:.1f} s after "
