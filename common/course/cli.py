@@ -21,7 +21,7 @@ from pathlib import Path
 from common import ROOT
 from common.course import curriculum, exercises
 from common.course.progress import Progress, dashboard, fresh_text
-from common.course.report import write_reports
+from common.course.report import target_cells, write_reports
 from common.run.dayfiles import DayFiles, built_days, day_name
 from common.run.errors import UserError
 
@@ -98,6 +98,9 @@ def cmd_day(args: list[str], root: Path) -> int:
     mine = exercises.own(root, n)
     prog.finish(n, summary.get("metrics", {}), summary.get("run_id"), own=mine)
     prog.save()
+    targets = target_cells(n, summary.get("metrics", {}))
+    if targets:
+        print("\nSeed targets:\n" + "\n".join(f"  {t}" for t in targets))
     print(f"\nDay {n} ({focus}) is done: metrics recorded in progress.yaml"
           + {True: ", passed on your own code (own: true).", False: ", on the reference solution (own: false; "
              f"`make exercise {n}` hands you its exercises).", None: "."}[mine])

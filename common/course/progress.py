@@ -199,6 +199,12 @@ class Progress:
             node["run"] = run_id
         if own is not None:
             node["own"] = bool(own)
+        missed = [t.metric for t in curriculum.targets(n) if t.met(clean.get(t.metric)) is False]
+        if missed:  # a day done with a missed target says so here, and the report shows the numbers
+            node["missed_targets"] = CommentedSeq(missed)
+            node["missed_targets"].fa.set_flow_style()
+        elif "missed_targets" in node:
+            del node["missed_targets"]
 
     def set_reading(self, n: int, *states: str) -> list[str]:
         """Add reading states of day n's paper (read, implemented, summary); returns all it has now."""

@@ -151,3 +151,11 @@ def test_reading_states_are_set_explicitly_never_ticked_by_finishing(pfile):
         prog.set_reading(1, "skimmed")
     prog.save()
     assert Progress.load(pfile).entry(1)["reading"] == ["read", "implemented"]
+
+
+def test_a_missed_target_is_recorded_with_the_day(pfile):
+    prog = Progress.load(pfile)
+    prog.finish(7, {"val_loss": 1.95, "overfit_loss": 0.01}, "r7", today=dt.date(2026, 3, 2))
+    assert prog.doc["days"][7]["missed_targets"] == ["val_loss"]  # 1.95 > the plan's 1.88
+    prog.finish(7, {"val_loss": 1.85, "overfit_loss": 0.01}, "r8", today=dt.date(2026, 3, 3))
+    assert "missed_targets" not in prog.doc["days"][7]
