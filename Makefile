@@ -1,7 +1,7 @@
 # 100 Days of AI: the front door. `make help` lists everything.
-#   make day 7                  run day 7, test it, record it in progress.yaml
+#   make day 7                  run day 7, test it, record it in progress.yaml (outputs: results/day07/)
 #   make day 7 ARGS="--quick"   smoke size into a scratch folder (records nothing)
-#   make day 7 ARGS="max_iters=500 --device cpu"
+#   make day 7 ARGS="max_iters=500 --device cpu"   a variant, kept beside your result (--record: replace it)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTHON ?= python3
@@ -36,7 +36,7 @@ help: ## list the targets
 
 venv: $(STAMP) ## create .venv and install requirements.txt (done automatically by the others)
 
-day: $(STAMP) ## make day N [ARGS="--quick key=value"]: run day N, test it, record it
+day: $(STAMP) ## make day N [ARGS="--quick key=value --record"]: run day N, test it, record it (results/dayNN/)
 	@$(PY) -m common.course.cli day $(CMD_ARGS) $(ARGS)
 
 exercise: $(STAMP) ## make exercise N [only=dayNN.name]: turn day N's exercises into stubs for you to write
@@ -91,7 +91,7 @@ vllm-env: ## on a CUDA machine: vLLM in its own .venv-vllm (it pins its own torc
 tensorboard: $(STAMP) ## TensorBoard over logs/ (http://localhost:6006)
 	$(VENV)/bin/tensorboard --logdir logs
 
-clean: ## remove caches, checkpoints, scratch output and run logs (keeps progress.yaml, notes, deliverables, plots, references)
+clean: ## remove caches, checkpoints, scratch output and run logs (keeps progress.yaml, results/, notes, references)
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
 	rm -rf .pytest_cache .ruff_cache .cache checkpoints
 	rm -rf $${TMPDIR:-/tmp}/day[0-9][0-9]_quick_* $${TMPDIR:-/tmp}/reproduce_*

@@ -7,7 +7,10 @@
 
 `day N` runs `python -m days.dayNN.run` and then the day's tests, each in its own process; only
 when both pass does it mark the day done in progress.yaml with the metrics the run reported.
-A `--quick` run writes to a scratch folder and records nothing.
+The default run writes `results/dayNN/` and becomes the day's result; a run with overrides
+(`make day 7 ARGS="lr=3e-3"`) is a labelled variant under `results/dayNN/variants/`, listed in
+progress.yaml beside the result and never over it unless `--record` says so. A `--quick` run
+writes to a scratch folder and records nothing. The committed reference files are never written.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 from common import ROOT
 from common.course import curriculum, exercises
-from common.course.progress import Progress, dashboard, fresh_text
+from common.course.progress import Progress, dashboard
 from common.course.report import target_cells, write_reports
 from common.run.dayfiles import DayFiles, built_days, day_name
 from common.run.errors import UserError
@@ -70,6 +73,11 @@ def cmd_day(args: list[str], root: Path) -> int:
     if not files.built:
         raise UserError(f"Day {n} ({focus}) is not built yet; built days: {_ranges(built_days(root))}.")
     quick = "--quick" in extra
+    record = "--record" in extra  # a variant becomes the day's recorded result
+    extra = [a for a in extra if a != "--record"]
+    if "--update-reference" in extra:
+        raise UserError("`make day` runs your copy; the course's reference is made with "
+                        f"`python -m {files.module} --update-reference` from a clean commit.")
     prog = None
     if not quick:
         prog = Progress.load(root / "progress.yaml")  # a malformed file stops us before any work
@@ -94,23 +102,40 @@ def cmd_day(args: list[str], root: Path) -> int:
         return 0
     latest = root / "logs" / name / "LATEST"
     summary = json.loads((root / "logs" / name / latest.read_text().strip() / "summary.json").read_text())
+    metrics, run_id = summary.get("metrics", {}), summary.get("run_id")
+    kind, label = summary.get("kind", "mine"), summary.get("label", "")
     prog = Progress.load(root / "progress.yaml")
     mine = exercises.own(root, n)
-    prog.finish(n, summary.get("metrics", {}), summary.get("run_id"), own=mine)
+    if kind == "variant":
+        prog.add_variant(n, label, metrics, run_id, keep=summary.get("key_metrics"))
+    if kind != "variant" or record:
+        prog.finish(n, metrics, run_id, own=mine, variant=label if kind == "variant" else None)
     prog.save()
-    targets = target_cells(n, summary.get("metrics", {}))
+    targets = target_cells(n, metrics)
     if targets:
         print("\nSeed targets:\n" + "\n".join(f"  {t}" for t in targets))
-    print(f"\nDay {n} ({focus}) is done: metrics recorded in progress.yaml"
-          + {True: ", passed on your own code (own: true).", False: ", on the reference solution (own: false; "
-             f"`make exercise {n}` hands you its exercises).", None: "."}[mine])
-    print(f"  deliverable: days/{name}/deliverable.md")
-    plots = sorted((root / "plots").glob(f"{name}_*.png"))
+    if kind == "variant" and not record:
+        done = prog.entry(n)["status"] == "done"
+        print(f"\nDay {n} ({focus}): variant `{label}` passed and is listed under `variants:` in progress.yaml. "
+              + ("Your recorded result is unchanged." if done else
+                 f"The day is not done yet: run `make day {n}` for the default run")
+              + f" To make this run your result: make day {n} ARGS=\"{' '.join(extra)} --record\".")
+    else:
+        print(f"\nDay {n} ({focus}) is done: metrics recorded in progress.yaml"
+              + (f" from variant `{label}`" if kind == "variant" else "")
+              + {True: ", passed on your own code (own: true).", False: ", on the reference solution (own: false; "
+                 f"`make exercise {n}` hands you its exercises).", None: "."}[mine])
+    out_dir = (root / summary["deliverable"]).parent
+    print(f"  deliverable: {summary['deliverable']}  (the course's reference: days/{name}/deliverable.md)")
+    plots = files.plots(out_dir)
     if plots:
-        print("  plots:       " + ", ".join(f"plots/{p.name}" for p in plots))
-    run_dir = root / "logs" / name / str(summary.get("run_id"))
+        print("  plots:       " + ", ".join(str(p.relative_to(root)) for p in plots))
+    run_dir = root / "logs" / name / str(run_id)
     curves = (run_dir / "metrics.jsonl").is_file() and (run_dir / "metrics.jsonl").stat().st_size > 0
-    print(f"  logs:        logs/{name}/{summary.get('run_id')}" + ("  (curves: make tensorboard)" if curves else ""))
+    print(f"  logs:        logs/{name}/{run_id}" + ("  (curves: make tensorboard)" if curves else ""))
+    stretch = curriculum.day(n).stretch
+    if stretch:
+        print("Stretch, if you have time:\n" + "\n".join(f"  - {s}" for s in stretch))
     nxt = n + 1
     if nxt <= curriculum.N_DAYS:
         d = curriculum.day(nxt)
@@ -174,7 +199,7 @@ def cmd_progress_init(args, root: Path) -> int:
     path = root / "progress.yaml"
     if path.exists():
         raise UserError(f"{path.name} already exists; it is yours and is never replaced automatically.")
-    path.write_text(fresh_text(), encoding="utf-8")
+    Progress.load(path)  # writes the fresh file
     print(f"wrote a fresh {path.name} (all 100 days todo)")
     return 0
 

@@ -4,6 +4,8 @@
     day(5).plan              -> {"math": 120, "code": 90, "log": 30}   (minutes)
     sprint_days(3)           -> [21, ..., 30]
     targets(7)               -> [Target(metric="val_loss", op="<=", value=1.88, ...), ...]
+    day(7).core              -> what the day's run and tests cover (its coding and deliverable)
+    day(7).stretch           -> ("Weight tying: ...", ...)   the optional extras, then mega_stretch
 
 The tracker, the day runner's messages and `make report` all read it from here.
 """
@@ -73,6 +75,13 @@ class Day:
     deliverable: str
     time: str
     targets: tuple[Target, ...] = field(default_factory=tuple)
+    stretch: tuple[str, ...] = ()        # seed 001's tiers: optional work once the core is done
+    mega_stretch: tuple[str, ...] = ()   # larger extensions, where the seeds name one
+
+    @property
+    def core(self) -> str:
+        """The core tier: what `make day N` builds, runs and tests."""
+        return f"{self.coding}; deliverable: {self.deliverable[0].lower()}{self.deliverable[1:]}"
 
     @property
     def plan(self) -> dict[str, int]:
@@ -102,7 +111,8 @@ def _load() -> tuple[dict[int, dict], dict[int, Day]]:
         targets = tuple(Target(**t) for t in (d.get("targets") or []))
         days[int(n)] = Day(n=int(n), sprint=int(d["sprint"]), focus=d["focus"], reading=d.get("reading"),
                            link=d.get("link"), coding=d["coding"], math=d.get("math"), eval=d["eval"],
-                           deliverable=d["deliverable"], time=d["time"], targets=targets)
+                           deliverable=d["deliverable"], time=d["time"], targets=targets,
+                           stretch=tuple(d.get("stretch") or ()), mega_stretch=tuple(d.get("mega_stretch") or ()))
     return {int(k): v for k, v in raw["sprints"].items()}, days
 
 

@@ -1,6 +1,7 @@
 """`progress.yaml`: the learner's own record of the 100 days, and the one-screen dashboard.
 
-The file is the learner's, so every automatic update is a round-trip: ruamel.yaml loads it with
+The file is the learner's and git ignores it (a course update never touches it): the first command
+that needs it writes a fresh one from the curriculum. Every automatic update is a round-trip: ruamel.yaml loads it with
 its comments and layout, we change only the fields we own, and write it back atomically. A file
 that does not parse, or holds a value we do not understand, raises `ProgressError` naming the line;
 it is never overwritten. Days missing from the file count as `todo` and are added when updated.
@@ -29,7 +30,8 @@ READING_STATES = ("read", "implemented", "summary")
 STATUSES = ("todo", "doing", "done", "skipped")
 HEADER = """\
 # 100 Days of AI: your progress, one entry per day. This file is yours.
-#   `make day N` marks a day done (with its key metrics) when its run and its tests pass.
+#   `make day N` marks a day done (with its key metrics) when its run and its tests pass; a run
+#   with overrides (ARGS="lr=3e-3") is kept under `variants:` and replaces the result only with --record.
 #   `make hours N read=1.5 code=2 log=0.5` adds time (categories: read, math, code, log; hours).
 #   `make progress` shows the dashboard, `make report` writes sprints/.
 # Edit anything by hand: notes, dates, statuses (todo | doing | done | skipped). Comments you add
@@ -116,6 +118,8 @@ def validate(doc, name: str = "progress.yaml") -> None:
                 bad(hours, cat, f"hours {h!r} of day {key} must be a non-negative number")
         if not isinstance(entry.get("metrics") or {}, dict):
             bad(entry, "metrics", f"metrics of day {key} must be a mapping")
+        if not isinstance(entry.get("variants") or {}, dict):
+            bad(entry, "variants", f"variants of day {key} must be a mapping (label: {{run, metrics}})")
 
 
 class Progress:
@@ -125,11 +129,13 @@ class Progress:
         self.path, self.doc = Path(path), doc
 
     @classmethod
-    def load(cls, path: str | Path) -> Progress:
+    def load(cls, path: str | Path, create: bool = True) -> Progress:
+        """Load the file; when there is none yet (a fresh clone), write a fresh one first."""
         path = Path(path)
         if not path.exists():
-            raise ProgressError(f"{path} does not exist; restore it with `git checkout {path.name}` "
-                                f"or create a fresh one with `make progress-reset`.")
+            if not create:
+                raise ProgressError(f"{path} does not exist; `make progress-init` writes a fresh one.")
+            atomic.write_text(path, fresh_text())
         text = path.read_text(encoding="utf-8")
         try:
             doc = _yaml().load(text)
@@ -150,6 +156,8 @@ class Progress:
         e["metrics"] = dict(e.get("metrics") or {})
         e.setdefault("note", "")
         e.setdefault("own", None)  # True: passed on the learner's own code (make exercise); False: the reference
+        e.setdefault("variant", None)  # the override run recorded as the result (--record); None: the default run
+        e["variants"] = dict(e.get("variants") or {})  # override runs kept beside the result
         e["reading"] = [r for r in READING_STATES if r in (e.get("reading") or [])]  # set by `make read`
         return e
 
@@ -180,31 +188,45 @@ class Progress:
             node["started"] = today
 
     def finish(self, n: int, metrics: dict, run_id: str | None = None, today: dt.date | None = None,
-               own: bool | None = None) -> None:
-        """Mark day n done with its metrics; `own` says whether it passed on the learner's code."""
+               own: bool | None = None, variant: str | None = None) -> None:
+        """Mark day n done with its metrics; `own` says whether it passed on the learner's code;
+        `variant` names the override run recorded as the result (None: the default run)."""
         today = today or dt.date.today()
         self.start(n, today)
         node = self._node(n)
         node["status"] = "done"
         node["finished"] = today
-        clean = CommentedMap()
-        for k, v in metrics.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float, str)) or v is None:
-                v = str(v) if v is not None else None
-            elif isinstance(v, float):
-                v = float(f"{v:.5g}")
-            clean[k] = v
+        clean = _clean(metrics)
         node["metrics"] = clean
         if run_id:
             node["run"] = run_id
         if own is not None:
             node["own"] = bool(own)
+        if variant:
+            node["variant"] = variant
+        elif "variant" in node:
+            del node["variant"]
         missed = [t.metric for t in curriculum.targets(n) if t.met(clean.get(t.metric)) is False]
         if missed:  # a day done with a missed target says so here, and the report shows the numbers
             node["missed_targets"] = CommentedSeq(missed)
             node["missed_targets"].fa.set_flow_style()
         elif "missed_targets" in node:
             del node["missed_targets"]
+
+    def add_variant(self, n: int, label: str, metrics: dict, run_id: str | None = None,
+                    today: dt.date | None = None, keep: list[str] | None = None) -> None:
+        """Record a run with overrides under the day's `variants:`; the day's own result is untouched.
+
+        `keep` limits the stored metrics to those names (the day's key metrics), so the file stays short."""
+        today = today or dt.date.today()
+        self.start(n, today)
+        node = self._node(n)
+        if not isinstance(node.get("variants"), dict):
+            node["variants"] = CommentedMap()
+        shown = {k: v for k, v in metrics.items() if not keep or k in keep}
+        entry = CommentedMap(date=today, run=run_id, metrics=_clean(shown))
+        entry["metrics"].fa.set_flow_style()
+        node["variants"][label] = entry
 
     def set_reading(self, n: int, *states: str) -> list[str]:
         """Add reading states of day n's paper (read, implemented, summary); returns all it has now."""
@@ -237,6 +259,18 @@ class Progress:
         buf = io.StringIO()
         _yaml().dump(self.doc, buf)
         atomic.write_text(self.path, buf.getvalue())
+
+
+def _clean(metrics: dict) -> CommentedMap:
+    """Metrics as YAML scalars: floats to 5 significant digits, anything else as a string."""
+    clean = CommentedMap()
+    for k, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)) or v is None:
+            v = str(v) if v is not None else None
+        elif isinstance(v, float):
+            v = float(f"{v:.5g}")
+        clean[k] = v
+    return clean
 
 
 # ---- queries shared by the dashboard and the reports -------------------------------------------

@@ -82,27 +82,51 @@ def sprint_report(root: Path, prog: Progress, s: int) -> str:
             f"<br>… {more} more in the [deliverable](../days/{d.folder}/deliverable.md)" if more > 0 else "") or "—"
         tcell = "<br>".join(target_cells(n, metrics)) or "—"
         rcell = "<br>".join(reference_cells(dict(shown), load_reference(root, n))) or "—"
-        deliv = DayFiles(root, d.n).deliverable_path
-        dcell = f"[deliverable](../days/{d.folder}/deliverable.md)" if deliv.is_file() else "—"
+        dcell = deliverable_cell(root, n, e)
         status = e["status"] + {True: " (own code)", False: " (reference code)"}.get(e["own"], "") \
             if e["status"] == "done" else e["status"]
+        if e["status"] == "done" and e["variant"]:
+            status += f"<br>result from variant `{e['variant']}`"
+        if e["variants"]:
+            status += f"<br>{len(e['variants'])} variant run(s): " + ", ".join(f"`{v}`" for v in e["variants"])
         if curriculum.day(n).reading:
             status += "<br>reading: " + (", ".join(e["reading"]) or "not yet")
         out.append(f"| {n} | {d.focus} | {status} | {hours_spent(e):.1f} / {hours_planned(n):.1f} | "
                    f"{mcell} | {tcell} | {rcell} | {dcell} |")
     out += ["", "_vs reference_: this run's metric divided by the committed reference run's "
             "(`days/dayNN/reference.json`, 2-core CPU); ×1.00 is identical.", ""]
-    plots = [(n, p) for n in days if entries[n]["status"] == "done"
-             for p in sorted((root / "plots").glob(f"{curriculum.day(n).folder}_*.png"))]
+    plots = [(n, p) for n in days if entries[n]["status"] == "done" for p in result_plots(root, n, entries[n])]
     if plots:
-        out += ["## Plots", ""]
+        out += ["## Plots", "", "_From your recorded run of each day (the reference run's where you have none)._", ""]
         for n, p in plots:
             what = p.stem.split("_", 1)[1].replace("_", " ")
-            out += [f"**Day {n}: {what}**", "", f"![{p.stem}](../plots/{p.name})", ""]
+            out += [f"**Day {n}: {what}**", "", f"![{p.stem}](../{p.relative_to(root).as_posix()})", ""]
     notes = [(n, entries[n]["note"]) for n in days if entries[n]["note"]]
     if notes:
         out += ["## Your notes", ""] + [f"- Day {n}: {t}" for n, t in notes] + [""]
     return "\n".join(out)
+
+
+def result_dir(root: Path, n: int, e: dict) -> Path:
+    """Where the learner's recorded run of day n wrote: results/dayNN, or its variant's folder."""
+    f = DayFiles(root, n)
+    return f.variant_dir(e["variant"]) if e.get("variant") else f.results_dir
+
+
+def result_plots(root: Path, n: int, e: dict) -> list[Path]:
+    """The plots of the learner's recorded run; the committed reference plots when there are none."""
+    f = DayFiles(root, n)
+    return f.plots(result_dir(root, n, e)) or f.plots()
+
+
+def deliverable_cell(root: Path, n: int, e: dict) -> str:
+    """Links to the learner's deliverable (when the run exists) and the course's reference one."""
+    f = DayFiles(root, n)
+    mine = result_dir(root, n, e) / "deliverable.md"
+    cells = [f"[yours](../{mine.relative_to(root).as_posix()})"] if mine.is_file() else []
+    if f.deliverable_path.is_file():
+        cells.append(f"[reference](../days/{f.name}/deliverable.md)")
+    return " · ".join(cells) or "—"
 
 
 def lessons_section(root: Path, s: int) -> str:
@@ -167,7 +191,21 @@ def reflection_blocks(prog: Progress, wk: int, lo: dt.date, hi: dt.date) -> dict
         "metrics": "\n".join(metric_lines or ["- (no metrics this week)"]),
         "papers": "\n".join(papers),
         "next": "\n".join(plan_lines),
+        "stretch": "\n".join(["Stretch items of this week's days (take up to extend, drop to compress):",
+                              *(stretch_lines(worked) or ["- (no day worked on this week)"]),
+                              "", "And of the coming days:", *(stretch_lines(nxt[:5]) or ["- (none)"])]),
     }
+
+
+def stretch_lines(days: list[int]) -> list[str]:
+    """One bullet per day with its stretch and mega-stretch items (seed 001's tiers)."""
+    out = []
+    for n in days:
+        d = curriculum.day(n)
+        items = [f"stretch: {x}" for x in d.stretch] + [f"mega-stretch: {x}" for x in d.mega_stretch]
+        if items:
+            out.append(f"- Day {n} ({d.focus}):" + "".join(f"\n  - {x}" for x in items))
+    return out
 
 
 def _auto(name: str, body: str) -> str:

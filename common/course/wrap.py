@@ -112,14 +112,15 @@ def replace_section(text: str, section: str, sprint: int) -> str:
 def run_wrap(ctx, sprint: int, days: list[int], update_readme: bool = True) -> dict:
     """The body of a sprint-wrap day: config.yaml, docstring audit, README section; returns metrics.
 
-    A full run writes `days/dayNN/config.yaml` and the README section; `--quick` writes both under
-    its scratch folder (`README_sprintN.md`).
+    The reference run writes `days/dayNN/config.yaml` and the README section; any other run (the
+    learner's, a variant, `--quick`) writes both into its own folder (`README_sprintN.md`), so the
+    tracked README only ever shows the reference results.
     """
     from omegaconf import OmegaConf
 
     from common.run import atomic
 
-    d, full = ctx.deliverable, ctx.full
+    d, reference = ctx.deliverable, ctx.kind == "reference"
     begin, end = markers(sprint)
     configs = collect_configs(ctx.root, days)
     cfg_path = ctx.day_dir / "config.yaml"
@@ -140,7 +141,7 @@ def run_wrap(ctx, sprint: int, days: list[int], update_readme: bool = True) -> d
 
     section = results_section(ctx.root, days, sprint)
     readme = ctx.root / "README.md"
-    target = readme if (full and update_readme) else ctx.out / f"README_sprint{sprint}.md"
+    target = readme if (reference and update_readme) else ctx.out / f"README_sprint{sprint}.md"
     base = readme.read_text(encoding="utf-8") if target == readme and readme.is_file() else ""
     atomic.write_text(target, replace_section(base, section, sprint))
     n_ref = sum(DayFiles(ctx.root, n).reference_path.is_file() for n in days)

@@ -4,7 +4,14 @@
     f.dir                    # days/day07
     f.reference()            # the committed reference.json as a dict (None when there is none)
     f.reference_metrics()    # its metrics ({} when there is none)
-    f.plot("loss")           # plots/day07_loss.png
+    f.plot("loss")           # plots/day07_loss.png (the reference run's plot, committed)
+    f.results_dir            # results/day07: the learner's own default run (git-ignored)
+    f.variant_dir("lr=3e-3") # results/day07/variants/lr=3e-3: a run with overrides
+
+Two owners share the tree and never write each other's files. The course owns what git tracks:
+code, notes, `reference.json`, the reference run's `deliverable.md` and `plots/`. The learner
+owns what git ignores: `results/` (their runs), `progress.yaml`, `sprints/`, `logs/`. So a course
+update (`git pull`) never conflicts with a learner's results.
 
 Every reader of a committed day file (the runner, `make reproduce`, the sprint wrap-ups and
 reports) goes through here, so the layout is written down once.
@@ -17,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DAYS_PACKAGE = "days"
+RESULTS = "results"  # the learner's runs; git-ignored
 
 
 def day_name(day: int) -> str:
@@ -63,6 +71,19 @@ class DayFiles:
     @property
     def deliverable_path(self) -> Path:
         return self.dir / "deliverable.md"
+
+    @property
+    def results_dir(self) -> Path:
+        """The learner's default run of this day: deliverable.md and plots/ (git-ignored)."""
+        return Path(self.root) / RESULTS / self.name
+
+    def variant_dir(self, label: str) -> Path:
+        """A run with overrides, kept beside the learner's default run, never over it."""
+        return self.results_dir / "variants" / label
+
+    @property
+    def my_deliverable_path(self) -> Path:
+        return self.results_dir / "deliverable.md"
 
     def plot(self, what: str, out: Path | None = None) -> Path:
         """plots/dayNN_<what>.png under `out` (default: the project root)."""

@@ -16,9 +16,19 @@ A day file declares its config, presets and `main`, and hands them over:
         raise SystemExit(runner.cli(DAY, Config, PRESETS, main))
 
 `python -m days.dayNN.run [--quick] [--device auto|cpu|cuda] [--preset P] [--seed S] [--out DIR]
-[--update-reference] [key=value ...]`. A full run writes `days/dayNN/deliverable.md`,
-`plots/dayNN_*.png` and `logs/dayNN/<run-id>/`; `--quick` uses the `nano` preset and writes only
-into `--out` (default: a fresh temporary folder). Tests call `quick(module, tmp_path)`.
+[--update-reference] [key=value ...]`. Where a run writes depends on its kind (`run_kind`):
+
+    reference  --update-reference: days/dayNN/{reference.json,deliverable.md} and plots/ (tracked;
+               the course's maintainers make these from a clean commit)
+    mine       the learner's default run (default preset for the device, default seed, no
+               overrides): results/dayNN/deliverable.md and results/dayNN/plots/ (git-ignored)
+    variant    any override, preset or seed: results/dayNN/variants/<label>/, beside `mine`
+    quick      --quick: the `nano` preset into --out (default: a fresh temporary folder)
+    scratch    a full run with --out DIR elsewhere (make reproduce): everything under DIR
+
+Project runs (the first three) log to logs/dayNN/<run-id>/ and share `.cache/`. Nothing a learner
+runs touches a tracked file, so pulling a course update never conflicts with their results.
+Tests call `quick(module, tmp_path)`.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from common.run.dayfiles import DayFiles, day_name
 from common.run.errors import UserError
 
 DEFAULT_SEED = 1337
+PROJECT_KINDS = ("reference", "mine", "variant")  # runs recorded in the project tree (not scratch)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -104,6 +115,8 @@ class Context:
     tracker: tracking.Tracker
     deliverable: Deliverable
     env: dict = field(default_factory=dict)
+    kind: str = "scratch"      # reference | mine | variant | quick | scratch (see the module docstring)
+    label: str = ""            # a variant's name, from its overrides
 
     @property
     def name(self) -> str:
@@ -119,13 +132,19 @@ class Context:
 
     @property
     def full(self) -> bool:
-        """A full run writes into the project; --quick (or --out) into a scratch folder."""
-        return self.out == self.root
+        """A run recorded in the project (reference, the learner's own, a variant); not --quick or --out."""
+        return self.kind in PROJECT_KINDS
+
+    @property
+    def base(self) -> Path:
+        """Where logs/ and .cache/ live: the project for project runs, else the scratch folder."""
+        return self.root if self.full else self.out
 
     @property
     def day_dir(self) -> Path:
-        """Where the day's own generated files go: days/dayNN on a full run, else the scratch folder."""
-        return self.files.dir if self.full else self.out
+        """Where the day's own generated files go: days/dayNN on a reference run, else `out`
+        (results/dayNN for the learner's run, the variant's folder, or the scratch folder)."""
+        return self.files.dir if self.kind == "reference" else self.out
 
     def plot_path(self, what: str) -> Path:
         """plots/dayNN_<what>.png under this run's output folder (folder created)."""
@@ -146,10 +165,10 @@ class Context:
         return train(model, train_batches, val_batches, tc, self.device, tracker, **kw)
 
     def cache_dir(self, shared: str | None = None) -> Path:
-        """Artifacts worth reusing across runs (checkpoints, tokenizers): `.cache/dayNN` under `out`.
+        """Artifacts worth reusing across runs (checkpoints, tokenizers): `.cache/dayNN` under `base`.
 
         `shared="tokens"` gives `.cache/tokens`, a cache several days read (e.g. `corpus.token_data`)."""
-        p = self.out / ".cache" / (shared or self.name)
+        p = self.base / ".cache" / (shared or self.name)
         p.mkdir(parents=True, exist_ok=True)
         return p
 
@@ -181,14 +200,39 @@ def _root_of(main: Callable) -> Path:
     return Path(f).resolve().parents[2] if f else Path.cwd()
 
 
+def default_preset(presets: dict, dev: torch.device) -> str:
+    """The preset a plain run uses: `gpu` on CUDA when the day has one, else `cpu`."""
+    return "gpu" if dev.type == "cuda" and "gpu" in presets else "cpu"
+
+
+def variant_label(preset: str, default: str, seed: int, over: dict) -> str:
+    """A variant's name from what differs from the default run: `lr=3e-3,max_iters=300`, `preset=gpu`."""
+    parts = ([f"preset={preset}"] if preset != default else []) + ([f"seed={seed}"] if seed != DEFAULT_SEED else [])
+    parts += [f"{k}={v}" for k, v in sorted(over.items())]
+    return "".join(c if c.isalnum() or c in "=.,+-_" else "_" for c in ",".join(parts))[:120]
+
+
+def run_kind(*, quick: bool, out_is_root: bool, update_reference: bool, label: str) -> str:
+    """reference | mine | variant | quick | scratch: decides where the run writes (module docstring)."""
+    if quick:
+        return "quick"
+    if not out_is_root:
+        return "scratch"
+    if update_reference:
+        return "reference"
+    return "variant" if label else "mine"
+
+
 def execute(day: int, cfg_cls, presets: dict, main: Callable, *, quick: bool = False, device: str = "auto",
             preset: str | None = None, seed: int = DEFAULT_SEED, out: str | Path | None = None,
             overrides=None, update_reference: bool = False, root: Path | None = None,
             quiet: bool = False) -> dict:
     """Resolve config and device, run `main`, write deliverable, summary and (optionally) reference.
 
-    Returns the summary dict (with `metrics`, the values `main` returned). Raises UserError for
-    problems the learner can fix.
+    `out=None` (or the project root) is a project run: `--update-reference` makes the reference,
+    otherwise the learner's own run or, with overrides, a labelled variant (see `run_kind`).
+    Returns the summary dict (with `metrics`, the values `main` returned, and `kind`, `label`,
+    `deliverable`). Raises UserError for problems the learner can fix.
     """
     root = Path(root) if root else _root_of(main)
     dev = pick_device(device)
@@ -196,15 +240,25 @@ def execute(day: int, cfg_cls, presets: dict, main: Callable, *, quick: bool = F
         preset = "nano"
         if update_reference:
             raise UserError("--update-reference needs a full run, not --quick.")
-    preset = preset or ("gpu" if dev.type == "cuda" and "gpu" in presets else "cpu")
+    default = default_preset(presets, dev)
+    preset = preset or default
     # `cpu` is the dataclass defaults, so a day need not spell out an empty cpu preset
     cfg = config.resolve(cfg_cls, presets, None if preset == "cpu" and "cpu" not in presets else preset, overrides)
     name = day_name(day)
-    out = Path(out) if out else (Path(tempfile.mkdtemp(prefix=f"{name}_quick_")) if quick else root)
     over = overrides if isinstance(overrides, dict) else dict(o.split("=", 1) for o in overrides or [] if "=" in o)
+    out_is_root = not quick and (out is None or Path(out).resolve() == root.resolve())
+    label = "" if quick else variant_label(preset, default, seed, over)
+    if update_reference and label and out_is_root:
+        raise UserError("--update-reference makes the reference from the default run only; "
+                        f"drop {label.replace(',', ' ')}.")
+    kind = run_kind(quick=quick, out_is_root=out_is_root, update_reference=update_reference, label=label)
+    files = DayFiles(root, day)
+    out = {"reference": root, "mine": files.results_dir, "variant": files.variant_dir(label)}.get(kind) or (
+        Path(out) if out else Path(tempfile.mkdtemp(prefix=f"{name}_quick_")))
+    base = root if kind in PROJECT_KINDS else out
     run_id = tracking.make_run_id(tag="_".join([preset] + [f"{k}={v}" for k, v in over.items()]))
-    tracker = tracking.Tracker(out / "logs" / name / run_id)
-    deliv_path = DayFiles(root, day).deliverable_path if out == root else out / "deliverable.md"
+    tracker = tracking.Tracker(base / "logs" / name / run_id)
+    deliv_path = files.deliverable_path if kind == "reference" else out / "deliverable.md"
     env = tracking.environment(dev)
     determinism.seed_everything(seed)
     chash = config.config_hash(cfg)
@@ -212,10 +266,15 @@ def execute(day: int, cfg_cls, presets: dict, main: Callable, *, quick: bool = F
     ban = tracking.banner(title, env, seed, preset, chash)
     if not quiet:
         print(ban, flush=True)
-    ctx = Context(day, cfg, preset, dev, seed, quick, root, out, run_id, tracker, Deliverable(deliv_path), env)
+        if kind == "variant":
+            print(f"variant `{label}`: written to {_rel(out, root)}/, beside your default run (which it does not "
+                  "replace)", flush=True)
+    ctx = Context(day, cfg, preset, dev, seed, quick, root, out, run_id, tracker, Deliverable(deliv_path), env,
+                  kind=kind, label=label)
     t0 = time.time()
     module = sys.modules.get(main.__module__)
     summary = {"day": day, "run_id": run_id, "preset": preset, "seed": seed, "quick": quick,
+               "kind": kind, "label": label, "deliverable": _rel(deliv_path, root),
                "config": config.to_dict(cfg), "config_hash": chash, "env": env,
                # how `make reproduce` compares each metric (exact unless declared), and what summaries show
                "metric_kinds": dict(getattr(module, "METRIC_KINDS", {})),
@@ -231,8 +290,7 @@ def execute(day: int, cfg_cls, presets: dict, main: Callable, *, quick: bool = F
     summary.update(status="ok", wall_time_s=wall, metrics=metrics)
     tracker.summary(**summary)
     tracker.close()
-    atomic.write_text(out / "logs" / name / "LATEST", run_id + "\n")
-    files = DayFiles(root, day)
+    atomic.write_text(base / "logs" / name / "LATEST", run_id + "\n")
     ref_path = files.reference_path
     if update_reference:  # written first, so the deliverable's footer describes this very reference
         atomic.write_json(ref_path, {"day": day, "preset": preset, "seed": seed, "run_id": run_id,
@@ -240,14 +298,23 @@ def execute(day: int, cfg_cls, presets: dict, main: Callable, *, quick: bool = F
                                      "metric_kinds": summary["metric_kinds"], "key_metrics": summary["key_metrics"],
                                      "presets": resolved_presets(cfg_cls, presets), "metrics": metrics})
     reference = files.reference()
-    atomic.write_text(deliv_path, _render(ctx, ban, metrics, reference, wall))
+    defaults = config.to_dict(config.resolve(cfg_cls, presets, _preset_key(default, presets)))
+    atomic.write_text(deliv_path, _render(ctx, ban, metrics, reference, wall, defaults))
     if not quiet:
         print(f"\n{title}: done in {wall:.1f} s")
-        print(f"  deliverable: {deliv_path}\n  logs:        {tracker.run_dir}")
-        plots = sorted((out / "plots").glob(f"{name}_*.png"))
+        print(f"  deliverable: {_rel(deliv_path, root)}\n  logs:        {_rel(tracker.run_dir, root)}")
+        plots = files.plots(out)
         if plots:
-            print("  plots:       " + ", ".join(str(p) for p in plots))
+            print("  plots:       " + ", ".join(_rel(p, root) for p in plots))
     return summary
+
+
+def _rel(path: Path, root: Path) -> str:
+    """`path` relative to the project when it lies inside it (how messages and summaries name files)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
 
 
 def preset_names(presets: dict) -> list[str]:
@@ -269,10 +336,32 @@ def _num(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _render(ctx: Context, ban: str, metrics: dict, reference: dict | None, wall: float) -> str:
+def _origin(ctx: Context, defaults: dict) -> list[str]:
+    """The lines under the title that say whose run this is and where the others live."""
+    cmd = f"python -m days.{ctx.name}.run"
+    ref = f"days/{ctx.name}/deliverable.md"
+    if ctx.kind == "reference":
+        return [f"_The course's reference run, made by `{cmd} --update-reference` from a clean commit; every "
+                f"number below was measured by that run. Your own `make day {ctx.day}` writes "
+                f"`results/{ctx.name}/deliverable.md` and leaves this file alone._"]
+    if ctx.kind == "mine":
+        return [f"_Your run of day {ctx.day} (`{cmd}`); every number below was measured by it. The course's "
+                f"reference run is [`{ref}`](../../{ref}); the table at the end compares the two._"]
+    if ctx.kind == "variant":
+        now = config.to_dict(ctx.cfg)
+        changed = [f"`{k}` = {now[k]!r} (default {defaults.get(k)!r})" for k in now if now[k] != defaults.get(k)]
+        return [f"_Variant `{ctx.label}` of day {ctx.day}: a run with settings changed from the default "
+                f"({', '.join(changed) or 'same config, other seed'}; preset `{ctx.preset}`, seed {ctx.seed}). "
+                "It is kept beside your default run in `results/` and never replaces it unless recorded with "
+                f"`make day {ctx.day} ARGS=\"... --record\"`. Every number below was measured by this run._"]
+    return [f"_Generated by `{cmd}{' --quick' if ctx.quick else ''}`; every number below was measured by that "
+            "run._"]
+
+
+def _render(ctx: Context, ban: str, metrics: dict, reference: dict | None, wall: float,
+            defaults: dict | None = None) -> str:
     head = [f"# Day {ctx.day}: {_focus(ctx.day)} — deliverable", "",
-            f"_Generated by `python -m days.{ctx.name}.run{' --quick' if ctx.quick else ''}`; "
-            "every number below was measured by that run._", "",
+            *_origin(ctx, defaults or {}), "",
             "```text", ban, "```", "",
             f"Run `{ctx.run_id}`, wall time {wall:.1f} s. Config (`{ctx.preset}` preset):", "",
             "```yaml", config.to_yaml(ctx.cfg).rstrip(), "```", ""]

@@ -38,3 +38,14 @@ def test_parse_time_rejects_garbage():
 
     with pytest.raises(ValueError):
         curriculum.parse_time("90X/120C")
+
+
+def test_every_built_day_has_its_tiers():
+    """Seed 001's tiers: every built day names stretch items; the core is its coding + deliverable."""
+    from common import ROOT
+    from common.run.dayfiles import built_days
+
+    for n in built_days(ROOT):
+        d = curriculum.day(n)
+        assert d.stretch and all(isinstance(x, str) and len(x) > 20 for x in d.stretch + d.mega_stretch), n
+        assert d.coding in d.core

@@ -73,9 +73,12 @@ def test_error_line_number_is_right(pfile):
         Progress.load(pfile)
 
 
-def test_missing_file_and_not_a_mapping(tmp_path):
+def test_missing_file_is_created_fresh_and_not_a_mapping(tmp_path):
     with pytest.raises(ProgressError, match="does not exist"):
-        Progress.load(tmp_path / "progress.yaml")
+        Progress.load(tmp_path / "progress.yaml", create=False)
+    prog = Progress.load(tmp_path / "progress.yaml")  # not shipped: the first use writes it
+    assert (tmp_path / "progress.yaml").is_file() and prog.entry(100)["status"] == "todo"
+    (tmp_path / "progress.yaml").unlink()
     (tmp_path / "progress.yaml").write_text("- just\n- a list\n")
     with pytest.raises(ProgressError, match="days:"):
         Progress.load(tmp_path / "progress.yaml")

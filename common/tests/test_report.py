@@ -35,7 +35,7 @@ def test_sprint_report_on_fixture_data(tmp_path):
     assert "val_loss = 1.95" in row7
     assert "❌ val_loss 1.95 (target <= 1.88)" in row7          # seed target, failed
     assert "val_loss ×1.30" in row7 and "tokens_per_s ×1.50" in row7  # vs reference.json
-    assert "4.0 / 4.0" in row7 and "[deliverable](../days/day07/deliverable.md)" in row7
+    assert "4.0 / 4.0" in row7 and "[reference](../days/day07/deliverable.md)" in row7
     row1 = next(ln for ln in text.splitlines() if ln.startswith("| 1 |"))
     assert "✅ mha_max_abs_err 2e-07" in row1
     assert "![day07_loss](../plots/day07_loss.png)" in text
@@ -52,6 +52,9 @@ def test_reflection_keeps_what_the_learner_wrote(tmp_path):
         assert heading in text
     assert "Days finished: 1" in text and "Day 7: Tiny GPT loop" in text and "val_loss = 1.95" in text
     assert "Day 8: Fused ops pass" in text  # next week's plan from the curriculum
+    stretch = text[text.index("4. Compress or extend?"):text.index("**Decision**")]
+    assert "Day 7 (Tiny GPT loop):" in stretch and "stretch: Untie the embedding" in stretch  # the week's tiers
+    assert "mega-stretch: Reach val loss below 1.5" in stretch and "Day 2 (Speedups 101):" in stretch
     mine = text.replace("- Energy (1–10):", "- Energy (1–10): 8, slept well")
     mine += "\nA paragraph of my own at the end.\n"
     path.write_text(mine)

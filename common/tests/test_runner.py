@@ -137,10 +137,17 @@ def test_update_reference_and_ratio(tmp_path):
     runner.execute(mod.DAY, mod.Config, mod.PRESETS, mod.main, root=root, out=root, update_reference=True, quiet=True)
     ref = json.loads((root / "days" / "day05" / "reference.json").read_text())
     assert ref["preset"] == "cpu" and ref["metrics"]["w"] > 2.9
-    runner.execute(mod.DAY, mod.Config, mod.PRESETS, mod.main, root=root, out=root, quiet=True)
-    deliv = (root / "days" / "day05" / "deliverable.md").read_text()
+    ref_deliv = (root / "days" / "day05" / "deliverable.md").read_text()
+    assert "The course's reference run" in ref_deliv and "![loss curve](../../plots/day05_loss.png)" in ref_deliv
+    s = runner.execute(mod.DAY, mod.Config, mod.PRESETS, mod.main, root=root, out=root, quiet=True)
+    assert s["kind"] == "mine" and s["deliverable"] == "results/day05/deliverable.md"
+    assert (root / "days" / "day05" / "deliverable.md").read_text() == ref_deliv  # the reference is left alone
+    deliv = (root / "results" / "day05" / "deliverable.md").read_text()
     assert "| w " in deliv and "1.000" in deliv  # same seed, same machine: ratio 1
-    assert "![loss curve](../../plots/day05_loss.png)" in deliv
+    assert "Your run of day 5" in deliv and "![loss curve](plots/day05_loss.png)" in deliv
+    with pytest.raises(runner.UserError, match="default run only; drop lr=0.5"):
+        runner.execute(mod.DAY, mod.Config, mod.PRESETS, mod.main, root=root, overrides=["lr=0.5"],
+                       update_reference=True, quiet=True)
     with pytest.raises(runner.UserError, match="full run"):
         runner.execute(mod.DAY, mod.Config, mod.PRESETS, mod.main, root=root, quick=True, update_reference=True)
 
@@ -151,8 +158,10 @@ def test_make_day_flow_end_to_end(tmp_path, capsys):
     assert cli.main(["day", "5"], root=root) == 0
     out = capsys.readouterr().out
     assert "Day 5 (Numerics sanity) is done" in out and "Next: day 6" in out
-    assert (root / "days" / "day05" / "deliverable.md").is_file()
-    assert (root / "plots" / "day05_loss.png").is_file()
+    assert "Stretch, if you have time:" in out and "BatchNorm" in out  # the day's stretch tier
+    assert (root / "results" / "day05" / "deliverable.md").is_file()
+    assert (root / "results" / "day05" / "plots" / "day05_loss.png").is_file()
+    assert not (root / "days" / "day05" / "deliverable.md").exists() and not (root / "plots").exists()
     entry = Progress.load(root / "progress.yaml").entry(5)
     assert entry["status"] == "done" and entry["metrics"]["final_loss"] < 1e-2 and entry["finished"]
     run_id = (root / "logs" / "day05" / "LATEST").read_text().strip()
@@ -160,10 +169,64 @@ def test_make_day_flow_end_to_end(tmp_path, capsys):
     assert cli.main(["report"], root=root) == 0
     sprint = (root / "sprints" / "sprint01.md").read_text()
     row = next(ln for ln in sprint.splitlines() if ln.startswith("| 5 |"))
-    assert "done" in row and "final_loss" in row and "deliverable" in row
-    assert "![day05_loss](../plots/day05_loss.png)" in sprint
+    assert "done" in row and "final_loss" in row and "[yours](../results/day05/deliverable.md)" in row
+    assert "![day05_loss](../results/day05/plots/day05_loss.png)" in sprint
     assert cli.main(["progress"], root=root) == 0
     assert "1/100 done" in capsys.readouterr().out
+
+
+def test_override_run_is_a_variant_beside_the_result(tmp_path, capsys):
+    """ARGS with overrides: a labelled variant; the recorded result changes only with --record."""
+    root = make_project(tmp_path)
+    assert cli.main(["day", "5"], root=root) == 0
+    mine = Progress.load(root / "progress.yaml").entry(5)
+    capsys.readouterr()
+    assert cli.main(["day", "5", "lr=0.01"], root=root) == 0
+    out = capsys.readouterr().out
+    assert "variant `lr=0.01` passed" in out and "Your recorded result is unchanged" in out and "--record" in out
+    e = Progress.load(root / "progress.yaml").entry(5)
+    assert e["metrics"] == mine["metrics"] and e["variant"] is None
+    assert e["variants"]["lr=0.01"]["metrics"]["final_loss"] > mine["metrics"]["final_loss"]  # slower lr
+    deliv = (root / "results" / "day05" / "variants" / "lr=0.01" / "deliverable.md").read_text()
+    assert "Variant `lr=0.01`" in deliv and "`lr` = 0.01 (default 0.1)" in deliv
+    assert (root / "results" / "day05" / "deliverable.md").read_text().count("Your run of day 5") == 1
+    assert cli.main(["day", "5", "lr=0.01", "--record"], root=root) == 0
+    e = Progress.load(root / "progress.yaml").entry(5)
+    assert e["variant"] == "lr=0.01" and e["metrics"] == e["variants"]["lr=0.01"]["metrics"]
+    assert cli.main(["report"], root=root) == 0
+    row = next(ln for ln in (root / "sprints" / "sprint01.md").read_text().splitlines() if ln.startswith("| 5 |"))
+    assert "result from variant `lr=0.01`" in row and "variants/lr=0.01/deliverable.md" in row
+    assert cli.main(["day", "5"], root=root) == 0  # the default run takes its place back
+    e = Progress.load(root / "progress.yaml").entry(5)
+    assert e["variant"] is None and e["metrics"] == mine["metrics"]
+    assert cli.main(["day", "5", "--update-reference"], root=root) == 2
+    assert "--update-reference" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_learner_runs_never_touch_tracked_files(tmp_path):
+    """With the project's .gitignore, make day (default and variant), report and progress leave git
+    clean, so a course update never conflicts; a reference run does change tracked files."""
+    root = make_project(tmp_path)
+    (root / "progress.yaml").unlink()  # not shipped: created on first use
+    shutil.copy(ROOT / ".gitignore", root / ".gitignore")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+           "PATH": __import__("os").environ["PATH"], "HOME": str(tmp_path)}
+
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=root, env=env, capture_output=True, text=True, check=True).stdout
+
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "course")
+    for args in (["day", "5"], ["day", "5", "lr=0.01"], ["day", "5", "steps=5", "--record"], ["report"],
+                 ["progress"], ["hours", "5", "code=1"]):
+        assert cli.main(args, root=root) == 0
+    assert (root / "progress.yaml").is_file() and git("status", "--porcelain") == ""
+    mod = load_module(root)
+    runner.execute(mod.DAY, mod.Config, mod.PRESETS, mod.main, root=root, update_reference=True, quiet=True)
+    changed = git("status", "--porcelain")
+    assert "days/day05/" in changed and "plots/" in changed
 
 
 def test_quick_flow_records_nothing(tmp_path):
