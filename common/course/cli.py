@@ -133,9 +133,10 @@ def cmd_day(args: list[str], root: Path) -> int:
     run_dir = root / "logs" / name / str(run_id)
     curves = (run_dir / "metrics.jsonl").is_file() and (run_dir / "metrics.jsonl").stat().st_size > 0
     print(f"  logs:        logs/{name}/{run_id}" + ("  (curves: make tensorboard)" if curves else ""))
-    stretch = curriculum.day(n).stretch
-    if stretch:
-        print("Stretch, if you have time:\n" + "\n".join(f"  - {s}" for s in stretch))
+    tiers = curriculum.day(n)
+    if tiers.stretch or tiers.mega_stretch:
+        print("Stretch, if you have time:\n" + "\n".join([f"  - {s}" for s in tiers.stretch]
+                                                          + [f"  - (mega-stretch) {s}" for s in tiers.mega_stretch]))
     nxt = n + 1
     if nxt <= curriculum.N_DAYS:
         d = curriculum.day(nxt)
