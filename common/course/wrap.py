@@ -132,12 +132,22 @@ def run_wrap(ctx, sprint: int, days: list[int], update_readme: bool = True) -> d
     d.section("One config file")
     d.text(f"`{cfg_path.name}` holds {len(configs)} days × their presets ({sum(len(v) for v in configs.values())} "
            f"resolved configs); reloading it gives {'the same' if round_trip else 'DIFFERENT'} values.")
-    d.table([{"day": k, "presets": ", ".join(v), "fields": len(next(iter(v.values())))} for k, v in configs.items()])
+    rows = [{"day": k, "presets": ", ".join(v), "fields": len(next(iter(v.values())))} for k, v in configs.items()]
+    d.table(rows)
+    if rows:
+        most = max(rows, key=lambda r: r["fields"])
+        d.text(f"What to look at: one row per day of the sprint; `presets` are the sizes it can run at (`nano` for "
+               f"tests, `cpu` the default, `gpu` the seed plan's size) and `fields` the knobs of its config "
+               f"({most['day']} has the most, {most['fields']}). Every one of them can be overridden on the command "
+               "line; the file is a record of the defaults, not a second source of truth.")
 
     missing = docstring_audit(ctx.root / "common")
     d.section("Docstring audit of common/")
     d.text(f"{len(missing)} public module(s)/class(es)/function(s) without a docstring"
-           + (": " + ", ".join(f"`{m}`" for m in missing) if missing else "."))
+           + (": " + ", ".join(f"`{m}`" for m in missing) if missing else ".")
+           + (" What to look at: nothing to fix; the audit walks every public name in `common/` with `ast`, so a new "
+              "function without a docstring shows up here at the next wrap-up." if not missing else
+              " What to look at: each name listed is public API a learner may call without a word on what it does."))
 
     section = results_section(ctx.root, days, sprint)
     readme = ctx.root / "README.md"
@@ -146,7 +156,10 @@ def run_wrap(ctx, sprint: int, days: list[int], update_readme: bool = True) -> d
     atomic.write_text(target, replace_section(base, section, sprint))
     n_ref = sum(DayFiles(ctx.root, n).reference_path.is_file() for n in days)
     d.section(f"Sprint {sprint} results")
-    d.text(f"Written to `{target.name}`: {n_ref} of {len(days)} days have a committed reference run.")
+    d.text(f"Written to `{target.name}`: {n_ref} of {len(days)} days have a committed reference run. What to look "
+           "at: each row shows at most five key metrics of the day's reference run (its `KEY_METRICS`; the rest are "
+           "in its deliverable) and the command that reproduces them; these are the numbers your own runs are "
+           "compared with.")
     d.text(section.replace(begin, "").replace(end, "").replace("](plots/", "](../../plots/"))
     return {"days_with_reference": n_ref, "configs_exported": len(configs), "config_round_trip": round_trip,
             "missing_docstrings": len(missing)}

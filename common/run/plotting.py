@@ -10,6 +10,7 @@ import itertools
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -31,30 +32,50 @@ def _save(fig, path) -> Path:
 
 def lines(path, series: dict, xlabel: str, ylabel: str, title: str = "", logx=False, logy=False,
           markers: bool = False, hline: tuple[float, str] | None = None, logx_base: int = 2,
-          vline: tuple[float, str] | None = None) -> Path:
+          vline: tuple[float, str] | list[tuple[float, str]] | None = None, styles: dict | None = None,
+          xticks: tuple[list, list] | None = None) -> Path:
     """`series` maps a label to (x, y) or (x, y, yerr); `logx` uses base `logx_base` (2 suits sizes);
-    `hline` / `vline` = (position, label) draw a dashed reference line."""
+    `hline` = (position, label) draws a dashed reference line, `vline` one or a list of dotted ones.
+    `styles` maps a label to extra matplotlib keywords (e.g. `dict(lw=6, alpha=0.3)` for a wide pale
+    band under a curve that lies on top of it); `xticks` = (positions, labels) replaces the x ticks."""
     fig, ax = plt.subplots(figsize=(WIDTH, 4.5))
     for label, xy in series.items():
         x, y = xy[0], xy[1]
         style = "o-" if markers else "-"
+        extra = (styles or {}).get(label, {})
         if len(xy) > 2 and xy[2] is not None:
-            ax.errorbar(x, y, yerr=xy[2], fmt=style, capsize=3, label=label)
+            ax.errorbar(x, y, yerr=xy[2], fmt=style, capsize=3, label=label, **extra)
         else:
-            ax.plot(x, y, style, label=label)
+            ax.plot(x, y, style, label=label, **extra)
     if hline is not None:
         ax.axhline(hline[0], color="gray", ls="--", lw=1, label=hline[1])
-    if vline is not None:
-        ax.axvline(vline[0], color="gray", ls=":", lw=1, label=vline[1])
+    vlines = [vline] if isinstance(vline, tuple) else list(vline or [])
+    for (pos, label), color in zip(vlines, itertools.cycle(["gray", "tab:red", "tab:purple", "tab:brown"])):
+        ax.axvline(pos, color=color, ls=":", lw=1.2, label=label)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     if logx:
         ax.set_xscale("log", base=logx_base)
     if logy:
         ax.set_yscale("log")
+        _plain_ticks(ax.yaxis)
+    if xticks is not None:
+        ax.set_xticks(list(xticks[0]), [str(t) for t in xticks[1]])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.grid(alpha=0.3)
-    if len(series) > 1 or hline is not None or vline is not None:
+    if len(series) > 1 or hline is not None or vlines:
         ax.legend()
     return _save(fig, path)
+
+
+def _plain_ticks(axis) -> None:
+    """Log-axis ticks as plain numbers (2.5, 3, 4 rather than 2.5x10^0) when the axis spans less than two
+    decades, as a loss axis does; wider axes keep one label per decade."""
+    lo, hi = axis.get_view_interval()
+    if lo > 0 and hi / lo < 100:
+        axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    else:
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def heatmap(path, matrix, xlabel: str, ylabel: str, title: str = "", cbar: str = "",
@@ -115,6 +136,7 @@ def loglog(path, points: dict, curves: dict, xlabel: str, title: str) -> Path:
     for label in [k for k in curves if k not in points]:
         ax.plot(*curves[label], "k--", label=label)
     ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="val loss (nats/token)", title=title)
+    _plain_ticks(ax.yaxis)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _save(fig, path)

@@ -177,24 +177,49 @@ def report(res: dict, cfg: Config, ctx: runner.Context) -> dict:
            f"{cfg.n_embd}, RoPE so the context is not capped by a position table) generates {cfg.new_tokens} "
            f"tokens greedily after a prompt of each length; mean ± std over {cfg.repeats} repeats.")
     d.table(res["ctx_rows"])
+    rows, n_new = res["ctx_rows"], cfg.new_tokens
+    same = sum(r["same tokens"] == "yes" for r in rows)
+    d.text(f"What to look at: *speed-up* is recompute time ÷ cached time. From context {ctxs[0]} to {ctxs[-1]} the "
+           f"cached decoder goes from {rows[0]['cached tok/s']:,.4g} to {rows[-1]['cached tok/s']:,.4g} tok/s (each "
+           f"step runs one new position), the recompute decoder from {rows[0]['recompute tok/s']:,.4g} to "
+           f"{rows[-1]['recompute tok/s']:,.4g} (each step reruns the whole context). *Same tokens* is yes in "
+           f"{same} of {len(rows)} rows" + (": the cache changes the speed, never the output." if same == len(rows) else
+                                  ": the rows marked NO are a bug in the cache."))
     cross = crossing(ctxs, speedups, 10.0)
     lo, hi = [b[0] for b in res["band"]], [b[1] for b in res["band"]]
     early, late = crossing(ctxs, hi, 10.0), crossing(ctxs, lo, 10.0)  # the band's edges reach 10x
     stays = next((x for i, x in enumerate(ctxs) if all(v >= 10 for v in speedups[i:])), None)
-    p = plotting.lines(ctx.plot_path("kv_speedup_vs_context"), {"cached / recompute": (ctxs, speedups)},
+    p = plotting.lines(ctx.plot_path("kv_speedup_vs_context"),
+                       {"cached / recompute": (ctxs, speedups),
+                        f"ceiling ≈ {n_new} (tokens generated per call)": (ctxs, [n_new] * len(ctxs))},
                        "context length (tokens)", "speed-up of cached decoding (×)",
                        "KV cache vs recomputing the context", logx=True, markers=True, hline=(10, "10× milestone"))
-    d.image(p, "Speed-up of cached decoding over full recomputation, per context length")
+    d.image(p, "Speed-up of cached decoding over full recomputation, per context length, with its ceiling")
+    d.text(f"What to look at: the speed-up goes from {speedups[0]:.1f}× at {ctxs[0]} tokens to {speedups[-1]:.1f}× "
+           f"at {ctxs[-1]}, {speedups[-1] / n_new:.0%} of the ceiling line: a call generates {n_new} tokens, so "
+           f"recomputing costs {n_new} full passes while the cache costs one prefill plus {n_new - 1} cheap steps, and "
+           f"the ratio should not pass about {n_new} whatever the context"
+           + (f"; the point(s) above the line here are timing noise ({cfg.repeats} repeat(s) per point)."
+              if max(speedups) > 1.2 * n_new else "."))
     d.text((f"The mean speed-up first reaches 10× at a context of about {cross} tokens (interpolated in log "
             f"context between measured points); the ±1 std band reaches it between {early or '—'} and "
-            f"{late or 'beyond the largest context'} tokens, and from {stays or '—'} tokens on every measured context "
-            "is at or above 10×. Each point is a few timed repeats on a shared machine, so the curve need not rise "
+            f"{late or 'beyond the largest context'} tokens, and "
+            + (f"from {stays} tokens on every measured context is at or above 10×." if stays else
+               "no measured context has every longer one at or above 10×.")
+            + " Each point is a few timed repeats on a shared machine, so the curve need not rise "
             "monotonically; read the crossing as that range, not one number.") if cross else
-           f"The cache does not reach 10× within these contexts (best {max(speedups):.1f}× at {ctxs[-1]}).")
+           f"The cache does not reach 10× within these contexts (best {max(speedups):.1f}× at "
+           f"{ctxs[speedups.index(max(speedups))]}).")
 
     d.section("Decode throughput vs batch size")
     bl, bx, by = cfg.batch_context, res["bx"], res["by"]
     d.table(res["batch_rows"])
+    per = [r["per-sequence tokens/s"] for r in res["batch_rows"]]
+    d.text(f"What to look at: per-sequence tokens/s {'falls' if per[-1] < per[0] else 'rises'} from {per[0]:,.4g} "
+           f"at batch {bx[0]} to {per[-1]:,.4g} at batch {bx[-1]} (each sequence waits for a bigger step), while the "
+           f"total {'rises' if by[-1] > by[0] else 'falls'} from {by[0]:,.4g} to {by[-1]:,.4g}"
+           + (": a server trades each user's speed for throughput." if by[-1] > by[0] else
+              ": here batching did not even buy throughput."))
     p = plotting.lines(ctx.plot_path("decode_tokens_per_s_vs_batch"), {"cached decoding": (bx, by)},
                        "batch size (sequences)", "tokens generated per second", f"Decode throughput, context {bl}",
                        logx=True, markers=True)
@@ -202,7 +227,11 @@ def report(res: dict, cfg: Config, ctx: runner.Context) -> dict:
     gain = by[-1] / by[0]
     why = ("each step reads every weight once whatever the batch, so larger batches share that cost"
            if gain > 1 else "on this machine the extra attention and matmul work outweighs the shared weight reads")
-    d.text(f"Going from batch {bx[0]} to {bx[-1]} multiplies total decode throughput by {gain:.2f}×: {why}.")
+    d.text(f"Going from batch {bx[0]} to {bx[-1]} multiplies total decode throughput by {gain:.2f}×: {why}."
+           + (f" On the plot, the first doubling gains {by[1] / by[0]:.2f}× and the last {by[-1] / by[-2]:.2f}×: "
+              + ("the curve flattens as the per-sequence attention and matmul work, not the shared weight reads, "
+                 "becomes the cost." if by[-1] / by[-2] < by[1] / by[0] else "the curve has not flattened yet.")
+              if len(by) > 2 else ""))
 
     report_paged(res, cfg, ctx)
     report_memory(cfg, ctx)
@@ -225,6 +254,12 @@ def report_paged(res: dict, cfg: Config, ctx: runner.Context) -> None:
              {"cache": f"paged ({cfg.block_size}-token blocks, grow on demand)", "token slots": paged_tokens,
               "utilisation": f"{stored / paged_tokens:.0%}", f"decode tok/s (context {bl})":
               round(cfg.new_tokens / tp.mean, 1)}])
+    waste = paged_tokens - stored
+    d.text(f"What to look at: *utilisation* is tokens stored ÷ slots reserved. The contiguous cache reserves "
+           f"the longest sequence for every row, so the shorter ones leave {contiguous_tokens - stored} slots empty; "
+           "the paged pool wastes at most one partly filled block per sequence"
+           + (f", here {waste} slots." if waste else f", and here none: every length is a multiple of the "
+              f"{cfg.block_size}-token block."))
     d.text(f"Sequences of {', '.join(map(str, res['lens']))} prompt tokens (+{cfg.new_tokens} generated each) "
            f"decoded through one shared pool give "
            f"{'the same tokens as' if res['outs_equal'] else 'DIFFERENT tokens from'} the "
@@ -247,8 +282,10 @@ def report_memory(cfg: Config, ctx: runner.Context) -> None:
                              for dt, nb in DTYPES.items()}})
     d.table(mrows)
     per_tok = kv_bytes(*[SHAPES[next(iter(SHAPES))][0], 1, 32, 1, 128, 2])
-    d.text(f"One token of a 7B-shaped model costs {per_tok / 2**10:.0f} KiB of cache in 16-bit precision, so a "
-           f"{cfg.kv_seq_len}-token context is {per_tok * cfg.kv_seq_len / 2**30:.1f} GiB per sequence.")
+    d.text(f"What to look at: the formula is a product, so every column scales it linearly: batch 8 is 8× batch 1, "
+           f"fp32 ({DTYPES['fp32']} bytes) is twice the 16-bit columns, and bf16 and fp16 are equal because both take "
+           f"2 bytes. One token of a 7B-shaped model costs {per_tok / 2**10:.0f} KiB of cache in 16-bit precision, so "
+           f"a {cfg.kv_seq_len}-token context is {per_tok * cfg.kv_seq_len / 2**30:.1f} GiB per sequence.")
 
 
 def main(cfg: Config, ctx: runner.Context) -> dict:

@@ -170,24 +170,94 @@ def report(res: dict, cfg: Config, ctx) -> dict:
            "Columns: median relative error, and the fraction of elements above the dtype's threshold "
            f"({', '.join(f'{k} {nm.THRESHOLDS[v]:g}' for k, v in DTYPES.items())}).")
     d.table(res["sweep"], floatfmt=".2g")
+    dead = {fn: max((e for e in epss if med[fn, "float32"][e] >= 0.99), default=None) for fn in res["funcs"]}
+    dead = {fn: e for fn, e in dead.items() if e is not None}
+    d.text("What to look at: read a *median* column downwards. As eps shrinks the error first falls (truncation, "
+           "∝ eps²), reaches a minimum, then rises again (round-off, ∝ 1/eps); the minima are at eps "
+           + ", ".join(f"{best[k]:.1e} ({k[0]} {k[1]})" for k in keys) + "."
+           + (" The float32 medians reach 1, every element wrong, at eps ≤ "
+              + " and ≤ ".join(f"{e:.1e} ({fn})" for fn, e in dead.items())
+              + ": the step is lost in float32 rounding (x ± eps rounds back to x, or f cannot see the change), so "
+              "the difference is 0." if dead else ""))
     d.image(vplot, "median relative error vs step: the V of truncation and round-off")
+    d.text(v_text(epss, med, best, keys))
     d.section("At the best step")
     d.table(res["best_rows"], floatfmt=".3g")
+    ratios = [r["worst element: abs(g) / rms(g)"] for r in res["best_rows"]]
+    d.text(f"What to look at: the last column. At the worst element the gradient is only {min(ratios):.1e} to "
+           f"{max(ratios):.1e} times the typical (rms) gradient"
+           + (": the largest relative errors sit at near-zeros of the gradient, where the relative error blows up "
+              "although the absolute error is as small as anywhere." if max(ratios) < 0.1 else
+              ", so the largest errors are not explained by a near-zero gradient alone."))
     for r in res["best_rows"]:
         frac = r["fraction above"]
         d.text(f"- {r['function']} {r['dtype']}: best eps {r['best eps (measured)']:.1e} is "
                f"{r['best eps (measured)'] / r['u^(1/3)']:.2g}x the rule of thumb u^(1/3); "
                + ("all elements pass" if frac == 0 else f"{frac:.2%} of the elements fail")
                + f" the {r['threshold']:g} threshold.")
+    u_gap = 2 / 3 * np.log10(torch.finfo(torch.float32).eps / torch.finfo(torch.float64).eps)
     for fn, p in hists.items():
         d.image(p, f"{fn}: relative errors at the best eps, float64 vs float32")
+        c = {dt: checks[fn, dt, best[fn, dt]] for dt in DTYPES}
+        m = {dt: c[dt].stats(1.0)["median"] for dt in DTYPES}
+        out = {dt: int((c[dt].rel_err > nm.THRESHOLDS[DTYPES[dt]]).sum()) for dt in DTYPES}
+        d.text(f"What to look at: the float64 bars (median {m['float64']:.1e}) sit about "
+               f"{np.log10(m['float32'] / m['float64']):.1f} decades left of the float32 bars (median "
+               f"{m['float32']:.1e}); the u^(2/3) law of the notes predicts {u_gap:.1f} decades. Right of its own "
+               "dashed threshold: "
+               + ", ".join(f"{out[dt]} of {c[dt].rel_err.numel()} {dt} elements" for dt in DTYPES) + ".")
     d.section("Directional (fast) check")
     d.table(res["fast_rows"], floatfmt=".3g")
+    fr = res["fast_rows"]
+    speed = [r["elementwise (ms)"] / r["directional (ms)"] for r in fr]
+    ok = all(r["directional max rel err"] <= nm.THRESHOLDS[DTYPES[r["dtype"]]] for r in fr)
+    flagged = [f"{r['function']} {r['dtype']}" for r in res["best_rows"] if r["fraction above"] > 0]
+    d.text(f"What to look at: the directional check calls f {fr[0]['f calls, directional']} times instead of "
+           f"{fr[0]['f calls, elementwise']} and was {min(speed):.1f}–{max(speed):.1f}× as fast here; its max error "
+           + ("stays under each dtype's threshold in every row, so it accepts these correct gradients"
+              + (f", even {', '.join(flagged)}, where the elementwise check flags a few near-zero elements (a random "
+                 "direction mixes them with larger ones)." if flagged else ".")
+              if ok else "passes a threshold in some row: read that row against the full check above."))
     d.section("A hand-written backward, and two planted bugs")
     d.table(res["bug_rows"], floatfmt=".3g")
+    good, bugs = res["bug_rows"][0], res["bug_rows"][1:]
+    caught = all(r["verdict at 1e-7"] == "FAIL" for r in bugs)
+    d.text(f"What to look at: the correct backward matches float64 finite differences to {good['max rel err']:.1e} "
+           f"({good['verdict at 1e-7']}); dropping a term gives a max error of at least "
+           f"{min(r['max rel err'] for r in bugs):.2g}"
+           + (", so both planted bugs are caught, and the cheap directional column (at least "
+              f"{min(r['directional max rel err'] for r in bugs):.2g}) catches them too." if caught else
+              ": a bug marked pass here would slip through this check."))
     d.section("torch.autograd.gradcheck")
     d.table(res["gc_rows"])
+    verdict = {dt: {r["gradcheck"] for r in res["gc_rows"] if r["dtype"] == dt} for dt in DTYPES}
+    e6 = min(epss, key=lambda e: abs(np.log10(e / 1e-6)))
+    d.text("What to look at: gradcheck " + " and ".join(
+        f"{'passes every' if v == {'pass'} else 'fails every' if v == {'fail'} else 'is mixed on the'} {dt} row"
+        + ("" if v == {"pass"} or v == {"fail"} else "s") for dt, v in verdict.items())
+        + f". Its default step (1e-6) and tolerances (atol 1e-5, rtol 1e-3) are set for float64: in the sweep "
+        f"above, a float32 step of {e6:.0e} gives median relative errors of "
+        + " and ".join(f"{med[fn, 'float32'][e6]:.2g} ({fn})" for fn in res["funcs"]) + ".")
     return metrics
+
+
+def v_text(epss, med, best, keys) -> str:
+    """'What to look at' for the V plot: the measured slopes of the float64 arms against the theory's 2 and -1."""
+    arms = []
+    for fn, dt in keys:
+        b, lo, hi = best[fn, dt], min(epss), max(epss)
+        if dt != "float64" or not (lo * 10 <= b <= hi / 10):  # each arm needs a decade to give a slope
+            continue
+        right = np.log10(med[fn, dt][hi] / med[fn, dt][b]) / np.log10(hi / b)
+        left = np.log10(med[fn, dt][lo] / med[fn, dt][b]) / np.log10(lo / b)
+        arms.append(f"{fn} {right:.2f} and {left:.2f}")
+    larger = all(best[fn, "float32"] > best[fn, "float64"] for fn, _ in keys)
+    return ("What to look at: " + (f"the float64 curves are the V of the notes: right of the minimum and left of it "
+            f"they have slopes {'; '.join(arms)} (theory: 2 for truncation, −1 for round-off). " if arms else
+            "at this sweep's few steps the arms are too short for a slope. ")
+            + ("The float32 curves have the same shape, shifted up and to the right (larger best steps, as u^(1/3) "
+               "is larger), and flat at 1 where the step is lost in rounding." if larger else
+               "The float32 curves sit higher: float32 round-off is about 10^9 times float64's."))
 
 
 def main(cfg: Config, ctx) -> dict:

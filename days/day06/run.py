@@ -165,7 +165,8 @@ def main(cfg: Config, ctx) -> dict:
                       "tokens/s": bench.fmt_mean_std([r.tokens_per_s for r, _ in diff], 4)})
     plot = plotting.lines(ctx.plot_path("val_loss_seeds"),
                           {f"seed {sd}": (r.history["step"], r.history["val"]) for sd, (r, _) in zip(seeds, diff)},
-                          "optimizer step", "val loss (nats / char)", "three seeds, same everything else", markers=True)
+                          "optimizer step", "val loss (nats / char)", f"{len(seeds)} seeds, same everything else",
+                          markers=True)
     yn = lambda b: "yes" if b else "NO"  # noqa: E731
     checklist = [
         f"Same seed → identical loss curves and weights: {yn(identical)} (max Δ loss {loss_d:.3g}, "
@@ -184,19 +185,64 @@ def main(cfg: Config, ctx) -> dict:
 
     d.section("Same seed, repeated")
     d.table(rows_same, floatfmt=".6g")
+    tps = [r.tokens_per_s for r, _ in same]
+    d.text("What to look at: the last column. " + (
+        f"Every logged loss and every weight of runs 2–{cfg.n_runs} equals run 1's exactly (difference 0), so "
+        "the final val losses are the same to every digit" if identical else
+        f"Runs 2–{cfg.n_runs} differ from run 1 by up to {loss_d:.3g} in a loss and {weight_d:.3g} in a weight: "
+        "something in this setup is not deterministic")
+        + f"; only tokens/s moves ({min(tps):,.0f} to {max(tps):,.0f}), because the clock is not part of the "
+        "computation.")
     d.section("Different seeds")
     d.table(rows_diff, floatfmt=".4g")
+    same_best = all(f"{r.final_val:.4f}" == f"{r.best_val:.4f}" for r, _ in diff)
     d.text(f"val_loss_rel_std = std / mean of the final val loss = {rel_std:.4f}; tokens/s varies by "
-           f"{ts / tm:.1%} (timing noise: the machine, not the seed).")
+           f"{ts / tm:.1%} (timing noise: the machine, not the seed). "
+           + ("The final and best val loss columns agree because each run's lowest val loss came at its last "
+              "evaluation: the loss was still falling. " if same_best else "")
+           + f"With {len(finals)} seeds the std itself is uncertain by about "
+           f"{1 / np.sqrt(2 * (len(finals) - 1)):.0%} (notes), so read {rel_std:.2%} as an order of magnitude.")
     d.image(plot, "val loss of the different-seed runs")
+    hist = [r.history["val"] for r, _ in diff]
+    spreads = [max(v) - min(v) for v in zip(*hist)]
+    steps = diff[0][0].history["step"]
+    order = {tuple(sorted(range(len(hist)), key=lambda i: v[i])) for v in zip(*hist)}
+    d.text(f"What to look at: the {len(seeds)} curves "
+           + ("swap places along the way" if len(order) > 1 else "keep the same order at every evaluation")
+           + f"; the spread between seeds is {spreads[0]:.3f} nats/char at step {steps[0]} and {spreads[-1]:.3f} at "
+           f"step {steps[-1]}, "
+           + ("so it shrinks as training goes on." if spreads[-1] < spreads[0] else "so it does not shrink here.")
+           + " That spread is what a change must beat before it counts as an improvement.")
     d.section("Determinism checklist (each item measured by this run)")
     d.text("\n".join(f"- {c}" for c in checklist))
     d.section("LayerNorm: input dtype")
     d.text("common.nn.layers.LayerNorm (float32 parameters) on rows with mean 3 and std 2, against the float64 "
            "`layer_norm_reference`.")
     d.table(dtype_rows, floatfmt=".3g")
+    k1, k2 = "max abs err vs float64 LN of the rounded input", "max abs err vs float64 LN of the exact input"
+    in_u = [r[k1] / r["unit roundoff u"] for r in dtype_rows]
+    big = [r["input dtype"] for r, v in zip(dtype_rows, in_u) if v >= 10]
+    d.text("What to look at: the first error column isolates what the kernel adds (both sides get the same rounded "
+           "input). In units of each dtype's unit roundoff u it is " + ", ".join(
+               f"{r['input dtype']} {v:.1f} u" for r, v in zip(dtype_rows, in_u))
+           + "; normalised outputs reach |y| of a few units, so a few u is the cost of rounding them"
+           + (f", and {', '.join(big)} sits higher because the kernel's own float32 arithmetic rounds at that same u"
+              if big else "")
+           + ". The second column adds the rounding of the input itself: "
+           + ", ".join(f"{r[k2] / r[k1]:.1f}×" for r in dtype_rows) + " the first.")
     d.section("LayerNorm: eps on near-constant rows (float32)")
     d.table(eps_rows, floatfmt=".3g")
+    match = max(abs(r["output std"] - r["predicted std / sqrt(std^2 + eps)"]) for r in eps_rows
+                if not np.isnan(r["output std"]) and not np.isnan(r["predicted std / sqrt(std^2 + eps)"]))
+    nan_rows = [r for r in eps_rows if r["NaN count"]]
+    damped = [r for r in eps_rows if r["row std"] > 0 and r["eps"] > 0 and r["output std"] < 0.5]
+    d.text(f"What to look at: the measured output std matches the formula std / sqrt(std² + eps) to {match:.1e} in "
+           "every finite row. "
+           + (f"A constant row with eps = 0 is 0/0: all {nan_rows[0]['NaN count']} outputs are NaN. " if nan_rows
+              else "No row gave NaN. ")
+           + (f"When std² is not much larger than eps, eps damps the row instead of blowing it up to std 1 (e.g. std "
+              f"{damped[0]['row std']:.1e} with eps {damped[0]['eps']:g} comes out with std "
+              f"{damped[0]['output std']:.3g}): eps is a noise floor." if damped else ""))
     return {"val_loss_rel_std": rel_std, "identical": "yes" if identical else "no", "max_loss_delta": loss_d,
             "final_val_loss_mean": m, "tokens_per_s_mean": tm, "thread_count_delta": thread_d}
 

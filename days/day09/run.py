@@ -144,6 +144,17 @@ def budget_section(cfg, ctx, n_trainings, steps):
            f"{', '.join(map(str, fits)) or 'none'}; this run trains at {cfg.train_len} and evaluates at "
            f"{cfg.eval_mults.replace(',', 'x, ')}x that length. Machine load (1-min average) while timing: "
            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above the core count, step times are inflated).")
+    a, b = rows[0], rows[-1]
+    if len(rows) > 1:
+        t_ratio, l_ratio = b["s / step (measured)"] / a["s / step (measured)"], b["train length"] / a["train length"]
+        d.text(f"What to look at: a step at {b['train length']} tokens takes {t_ratio:.1f}× as long as at "
+               f"{a['train length']}, for a {l_ratio:.0f}× longer window: "
+               + ("far more than proportional: attention's cost per token grows with the length, and load on the "
+                  "machine inflates single timings." if t_ratio > 2 * l_ratio else
+                  "more than proportional, because attention's cost per token grows with the length." if
+                  t_ratio > 1.1 * l_ratio else "about proportional to the tokens per step." if t_ratio > 0.9 * l_ratio
+                  else "less than proportional, because fixed per-step costs weigh at the short length.")
+               + " The *× budget* column is that estimate over the day's budget: above 1 the trainings do not fit.")
     return rows
 
 
@@ -182,14 +193,34 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
             loss, secs = info[task][pos]
             rows.append({"pos": pos, **cells, "final train loss": round(loss, 4), "train time (s)": round(secs, 1)})
         d.table(rows)
+        learned = [pos for pos in variants if info[task][pos][0] < 0.1]
+        d.text(("What to look at: each cell is token accuracy / whole-copy accuracy (the share of examples with all "
+                f"{cfg.n_copy} symbols right). The *final train loss* says which variants learned the task at all: "
+                + (f"{', '.join(learned)} (below 0.1)" if learned else "no variant got below 0.1") + "."
+                if copy else
+                "What to look at: each cell is the mean val loss of a window of that length, lower is better; the "
+                "1x column is the length the models trained at.")
+               + (" 'n/a' for `learned`: its position table has only block_size rows, so longer inputs cannot even "
+                  "run." if "learned" in variants and len(lengths) > 1 else ""))
         series = {pos: ([L for L in lengths if results[task][pos][L] is not None],
                         [(v[0] if copy else v) for v in results[task][pos].values() if v is not None])
                   for pos in variants}
+        chance = 1 / (cfg.copy_vocab - 2)
         p = plotting.lines(ctx.plot_path("copy_accuracy_vs_length" if copy else "val_loss_vs_length"), series,
                            "evaluation length (tokens, log scale)",
                            "copy token accuracy" if copy else "val loss (nats/char)",
-                           f"trained at {cfg.train_len} tokens", logx=True, markers=True)
-        d.image(p, ("Copy accuracy" if copy else "Val loss") + " vs evaluation length per position scheme")
+                           f"trained at {cfg.train_len} tokens", logx=True, markers=True,
+                           hline=(chance, "chance") if copy else None, vline=(cfg.train_len, "training length"))
+        d.image(p, ("Copy accuracy" if copy else "Val loss") + " vs evaluation length per position scheme "
+                "(dotted: the training length)")
+        far = {pos: series[pos][1] for pos in variants if len(series[pos][1]) > 1}
+        d.text("What to look at: everything right of the dotted line is positions no model saw in training, and the "
+               + ("lines should stay high there; " if copy else "lines should stay flat (or fall, as longer windows "
+                  "give more context) there; ")
+               + ", ".join(f"{pos} goes from {v[0]:.3f} to {v[-1]:.3f}" for pos, v in far.items())
+               + (f" ({', '.join(p for p in variants if p not in far)}: one point only)."
+                  if len(far) < len(variants) else ".")
+               + (f" The dashed line is chance ({chance:.3f})." if copy else ""))
         metrics.update(observe(cfg, ctx, task, results[task], lengths, mults))
     return metrics
 

@@ -83,13 +83,45 @@ def main(cfg: Config, ctx) -> dict:
 
     ctx.deliverable.section("Manual Jacobians vs torch.autograd.functional.jacobian (float64, full matrices)")
     ctx.deliverable.table(err_rows, floatfmt=".3g")
+    worst = max(err_rows, key=lambda r: r["max abs err"])
+    eps64 = torch.finfo(F64).eps
+    ctx.deliverable.text(
+        f"What to look at: the largest gap between a hand-derived matrix and autograd is {worst['max abs err']:.2g} "
+        f"({worst['function']}, n={worst['n']}), about {worst['max abs err'] / eps64:.1f} float64 epsilons "
+        f"({eps64:.1e}) on entries of size up to {max(r['max |J|'] for r in err_rows):.2f}. "
+        + ("That is rounding, not a formula error: every closed form is the exact Jacobian."
+           if worst["max abs err"] <= cfg.tol else
+           f"Some gap is above the {cfg.tol:g} tolerance: a closed form is wrong."))
     ctx.deliverable.section("Structure of the softmax Jacobian J = diag(p) - p p^T")
     ctx.deliverable.table(struct_rows, floatfmt=".3g")
+    sym0 = all(r["max |J - J^T|"] == 0 for r in struct_rows)
+    below = all(r["max eigenvalue"] <= r["max p"] + cfg.tol for r in struct_rows)
+    rank_ok = all(r["rank"] == r["n"] - 1 for r in struct_rows)
+    tiny = max(max(r["max |row sum|"], abs(r["min eigenvalue"])) for r in struct_rows)
+    ctx.deliverable.text(
+        "What to look at: "
+        + ("J - J^T is exactly 0 because entry (i, j) is p_i p_j and float multiplication commutes; "
+           if sym0 else
+           f"J - J^T is at most {max(r['max |J - J^T|'] for r in struct_rows):.2g}, rounding; ")
+        + f"row sums and the smallest eigenvalue are within {tiny:.1g} of 0, "
+        "zero up to rounding (a tiny negative value is rounding too), so the vector of ones is the null "
+        "direction and J is positive semi-definite. "
+        + ("In every row the largest eigenvalue stays below max p and the rank is n - 1, as derived in the notes."
+           if below and rank_ok else
+           "Some row breaks the eigenvalue bound or the rank n - 1: see the pass column."))
     ctx.deliverable.section("Null space of the LayerNorm Jacobian")
     ctx.deliverable.text("A shift x + c1 leaves LayerNorm unchanged, so J 1 = 0 exactly. A scaling x -> (1 + t) x "
                          "would too if eps were 0; with eps > 0 the notes predict J xh = s eps / (var + eps) w xh, "
                          "small but not zero.")
     ctx.deliverable.table(ln_rows, floatfmt=".3g")
+    j1 = max(r["max |J 1|"] for r in ln_rows)
+    jx = min(r["max |J xh|"] for r in ln_rows)
+    miss = max(r["max |J xh - s eps/(var+eps) w xh|"] for r in ln_rows)
+    ctx.deliverable.text(
+        f"What to look at: |J 1| is at most {j1:.1g}, rounding, so a shift is invisible to LayerNorm; "
+        f"|J xh| is at least {jx:.1g}, {'far above' if jx > 100 * j1 else 'not clearly above'} that rounding "
+        f"level, yet the notes' formula predicts it to within {miss:.1g}. "
+        f"So the scaling direction is almost, not exactly, a null vector: eps = {cfg.ln_eps:g} leaks through it.")
 
     zp = cfg.logit_scale * torch.randn(cfg.plot_n, generator=gen, dtype=F64)
     xp = 2 * torch.randn(cfg.plot_n, generator=gen, dtype=F64)
@@ -102,7 +134,31 @@ def main(cfg: Config, ctx) -> dict:
                           cbar="dy_i/dx_j (1 / units of x)", cmap="RdBu_r", vmin=-jl.abs().max(), vmax=jl.abs().max())
     ctx.deliverable.section("Two Jacobians")
     ctx.deliverable.image(ps, "softmax Jacobian: positive diagonal p_i(1 - p_i), negative off-diagonal -p_i p_j")
+    pp = torch.softmax(zp, -1)
+    k = int(torch.diag(js).argmax())
+    n_small = int((pp < 0.01).sum())
+    ctx.deliverable.text(
+        f"What to look at: entry (i, j) is -p_i p_j off the diagonal, so colour appears only where both "
+        f"probabilities are sizeable. The darkest cell is the diagonal of index {k} (p = {pp[k].item():.2f}, "
+        f"p(1 - p) = {js[k, k].item():.3f}); the {n_small} of {cfg.plot_n} indices with p < 0.01 are near-white "
+        "rows and columns: a gradient hardly moves a probability the softmax has already squashed."
+        + (f" Here the top p is {pp.max().item():.2f}, nearly one-hot, so the whole matrix is faint: the "
+           "saturation that makes gradients vanish." if pp.max() > 0.9 else ""))
     ctx.deliverable.image(pl, "LayerNorm Jacobian: diagonal ~ s(1 - 1/n - xh_i^2/n), off-diagonal -s(1 + xh_i xh_j)/n")
+    s_p = (xp.var(unbiased=False) + cfg.ln_eps).rsqrt().item()
+    xhp = (xp - xp.mean()) * s_p
+    far = int(xhp.abs().argmax())
+    offd = (jl - torch.diag(torch.diag(jl))).abs()
+    oi, oj = divmod(int(offd.argmax()), cfg.plot_n)
+    ctx.deliverable.text(
+        f"What to look at: the diagonal (mean {torch.diag(jl).mean().item():.2f}) "
+        f"{'dominates' if torch.diag(jl).mean() > offd.max() else 'stands out'}: it is s = 1/std(x) "
+        f"= {s_p:.2f} times (1 - 1/n - xh_i^2/n), so each output mostly follows its own input, rescaled. The input "
+        f"farthest from the mean (index {far}, xh = {xhp[far].item():.2f}) has the weakest diagonal "
+        f"({jl[far, far].item():.2f}): moving an outlier mostly changes the std. The largest off-diagonal entry, "
+        f"({oi}, {oj}) = {jl[oi, oj].item():.2f}, links inputs with xh = {xhp[oi].item():.2f} and {xhp[oj].item():.2f}"
+        + (": -s(1 + xh_i xh_j)/n is largest when both lie far out on the same side." if xhp[oi] * xhp[oj] > 0
+           else "."))
 
     all_rows = err_rows + struct_rows + ln_rows
     n_pass = sum(r["pass"] == "pass" for r in all_rows)

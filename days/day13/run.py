@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -159,6 +160,15 @@ def experiment(cfg: Config, ctx: runner.Context) -> dict:
                          "empirical": layer.weight.var().item(), "ratio": layer.weight.var().item() / want})
     d.table(rows)
     m["max_var_ratio_error"] = round(max(abs(r["ratio"] - 1) for r in rows), 4)
+    same = all(abs(r["ratio"] - rows[i % 2]["ratio"]) < 1e-6 for i, r in enumerate(rows))
+    d.text(f"What to look at: every sampled variance is within {m['max_var_ratio_error']:.1%} of its formula; the "
+           f"output layer has only {cfg.width * cfg.n_classes:,} weights (a hidden one {cfg.width ** 2:,}), so its "
+           "ratio wanders more. "
+           + ("The ratio column repeats across inits because the same seed draws the same standard normals and each "
+              "scheme only multiplies them by its own std. " if same else "")
+           + f"μP's hidden rule equals Xavier's here: with fan_in = fan_out = {cfg.width}, 2/(n + n) = 1/n; "
+           + ("only the input and output layers differ." if cfg.d_in != cfg.width else
+              f"with d_in = width = {cfg.width} the input layers agree too, and only the output layer differs."))
 
     d.section(f"Per-layer statistics at init (depth {cfg.depth}, width {cfg.width})")
     stats, hist = {}, {}
@@ -175,13 +185,57 @@ def experiment(cfg: Config, ctx: runner.Context) -> dict:
                            "hidden layer", "std of activations", f"{act}: activation std per layer at init",
                            logy=True, markers=True)
         d.image(p, f"{act}: per-layer activation std at init (log scale)")
+        first_last = {sc: (stats[act, sc]["act_std"][0], stats[act, sc]["act_std"][-1]) for sc in SCHEMES}
+        gain = {sc: (0.5 if act == "relu" else 1.0) * cfg.width * weight_var(sc, cfg.width, cfg.width, False)
+                for sc in SCHEMES}  # predicted per-layer variance gain (tanh ~ linear near 0)
+        measured = ", ".join(f"{sc} {b / a:.2g} (predicted {gain[sc] ** ((cfg.depth - 1) / 2):.2g})"
+                             for sc, (a, b) in first_last.items())
+        if act == "relu":
+            d.text(f"What to look at: a constant per-layer gain is a straight line on this log scale. Theory: the "
+                   f"variance gain per ReLU layer is ½·n·Var(w), so layer {cfg.depth} / layer 1 std should be "
+                   f"gain^({cfg.depth - 1}/2). Measured: {measured}. "
+                   + ("Xavier and μP lie on top of each other: at width = d_in the two rules agree in every layer "
+                      "before the output." if weight_var("xavier", cfg.d_in, cfg.width, False)
+                      == weight_var("mup", cfg.d_in, cfg.width, False) else
+                      "Xavier and μP are parallel lines: the same hidden rule, a different input layer (ReLU is "
+                      "scale-free and the seed is shared, so their ratios agree exactly)."))
+        else:
+            d.text(f"What to look at: tanh is nearly linear near 0, so the gain per layer is n·Var(w), without "
+                   f"ReLU's ½: 1 for Xavier and μP, 2 for Kaiming. Layer {cfg.depth} / layer 1 std: {measured}. "
+                   "The linear prediction fails away from 0: tanh squashes large inputs, so gain 1 "
+                   + ("drifts down" if first_last["xavier"][1] < first_last["xavier"][0] else "holds")
+                   + f" and Kaiming's gain 2 is capped by saturation (std {first_last['kaiming'][1]:.2f} at layer "
+                   f"{cfg.depth}"
+                   + (", not growing)." if first_last["kaiming"][1] <= first_last["kaiming"][0] else
+                      f" against {first_last['kaiming'][0]:.2f} at layer 1)."))
     p = plotting.lines(ctx.plot_path("grad_std_relu"), {s: (layers, stats["relu", s]["w_grad_std"]) for s in SCHEMES},
                        "hidden layer", "std of dLoss/dW", "relu: weight-gradient std per layer at init", logy=True,
                        markers=True)
     d.image(p, "relu: per-layer weight-gradient std at init (log scale)")
-    p = plotting.histogram(ctx.plot_path("hist_tanh"), hist, "activation value (last hidden layer, tanh)",
-                           title=f"tanh, layer {cfg.depth}, at init", bins=60)
-    d.image(p, "Histogram of the last hidden layer's tanh activations at init, per scheme")
+    gw = {sc: stats["relu", sc]["w_grad_std"] for sc in SCHEMES}
+    flat = max(max(v) / min(v) for v in gw.values())
+    d.text("What to look at: the schemes sit at very different levels (layer 1: "
+           + ", ".join(f"{sc} {v[0]:.1e}" for sc, v in gw.items())
+           + f"), while within a scheme each line varies by at most {flat:.1f}x across layers"
+           + (": the level is set by the gains of the whole network, so a bad init lowers every layer's "
+              "gradient at once, not just the early ones. " if flat < 10 else ". ")
+           + (f"N(0, 0.01²) at {max(gw['small']):.0e} is far below Adam's eps (1e-8), so even Adam's "
+              "per-coordinate rescaling barely moves it." if max(gw["small"]) < 1e-8 else ""))
+    spike = float(abs(hist["small"]).max())
+    # a collapsed scheme is one off-scale spike at 0: keep its legend entry (and colour), draw no bars
+    shown = {(sc if sc != "small" or spike > 0.05 else "small (spike at 0, not drawn)"):
+             (v if sc != "small" or spike > 0.05 else v[:0]) for sc, v in hist.items()}
+    p = plotting.histogram(ctx.plot_path("hist_tanh"), shown, "activation value (last hidden layer, tanh)",
+                           title=f"tanh, layer {cfg.depth}, at init (same bins for every scheme)",
+                           bins=np.linspace(-1, 1, 61))
+    d.image(p, "Histogram of the last hidden layer's tanh activations at init, per scheme, on shared bins"
+               + ("" if "small" in shown else "; N(0, 0.01²) is not drawn: its values form a single spike at 0"))
+    sat = float((abs(hist["kaiming"]) > 0.9).mean())
+    d.text(f"What to look at: Kaiming (gain 2 for tanh) spreads the outputs over [-1, 1], {sat:.0%} of them beyond "
+           f"|0.9| where tanh' < 0.19 (saturated); Xavier and μP make a bell around 0 (std {hist['xavier'].std():.2f} "
+           f"and {hist['mup'].std():.2f}), their hidden layers sharing one rule. "
+           + (f"N(0, 0.01²) would be a spike: every value is within {spike:.0e} of 0." if "small" not in shown
+              else f"N(0, 0.01²) reaches {spike:.2f} at most."))
 
     d.section("Before and after training (relu, no LayerNorm)")
     rows = []
@@ -197,6 +251,18 @@ def experiment(cfg: Config, ctx: runner.Context) -> dict:
                      "final loss": loss})
         m[f"act_std_ratio_{s}"] = a["act_std"][-1] / a["act_std"][0]
     d.table(rows)
+    by = {r["init"]: r for r in rows}
+    win = min(by, key=lambda k: by[k]["final loss"])
+    chance = math.log(cfg.n_classes)
+    stuck = [k for k, r in by.items() if r["final loss"] > 0.95 * chance]
+    mr = by["kaiming"]["act mean L_last init"] / by["kaiming"]["act std L_last init"]
+    d.text(f"What to look at: after {cfg.steps} Adam steps {win} has the lowest loss ({by[win]['final loss']:.3f}); "
+           f"chance for {cfg.n_classes} classes is ln {cfg.n_classes} = {chance:.3f}"
+           + (f"; {', '.join(stuck)} ended above 95% of it, hardly better than a uniform guess." if stuck else ".")
+           + "".join(f" {k}'s layer-1 gradient at init ({by[k]['dW std L1 init']:.0e}) is far below Adam's eps (1e-8), "
+                     "so it cannot start learning." for k in stuck if by[k]["dW std L1 init"] < 1e-8)
+           + f" The mean column is positive, {mr:.2f} x the std for Kaiming (a ReLU of a zero-mean Gaussian gives "
+           "0.68): why E[x²], not Var(x), is what propagates.")
 
     d.section("Ablation grid: init x depth x LayerNorm (relu), final training loss (nats)")
     depths = [int(v) for v in cfg.depths.split(",")]
@@ -214,21 +280,35 @@ def experiment(cfg: Config, ctx: runner.Context) -> dict:
             bar.update()
     bar.close()
     d.table([{"init": lab, **{f"depth {D}": v for D, v in zip(depths, row)}} for lab, row in zip(labels, grid)])
+    n = len(SCHEMES)
+    helps = [(i, j) for i in range(n) for j in range(len(depths)) if grid[n + i][j] < grid[i][j]]
+    shallow = [j for j in range(len(depths)) if depths[j] < depths[-1]]
+    near = sum(v > 0.95 * math.log(cfg.n_classes) for row in grid for v in row)
+    helps_deep = sum(j == len(depths) - 1 for _, j in helps)
+    d.text(f"What to look at: the last {n} rows add LayerNorm after every hidden layer; ln {cfg.n_classes} = "
+           f"{math.log(cfg.n_classes):.3f} is chance, and {near} of {len(grid) * len(depths)} cells end above 95% of "
+           f"it (hardly better than chance, or worse). LayerNorm lowers the loss in "
+           f"{sum(j in shallow for _, j in helps)} of {n * len(shallow)} cells below depth {depths[-1]} "
+           f"and in {helps_deep} of {n} at "
+           f"depth {depths[-1]}.")
     p = plotting.heatmap(ctx.plot_path("grid"), grid, "depth (hidden layers)", "init", "final training loss",
                          "loss (nats)", xticks=depths, yticks=labels)
     d.image(p, "Final training loss per init, depth and LayerNorm")
     spread = lambda rows: max(r[-1] for r in rows) - min(r[-1] for r in rows)  # noqa: E731
-    n = len(SCHEMES)
     m["loss_spread_deepest_no_ln"], m["loss_spread_deepest_ln"] = spread(grid[:n]), spread(grid[n:])
     mean_no, mean_ln = (sum(r[-1] for r in rows) / n for rows in (grid[:n], grid[n:]))
     best = labels[min(range(len(grid)), key=lambda i: grid[i][-1])]
-    d.text(f"With ReLU at init, Kaiming keeps the last/first activation std ratio at {m['act_std_ratio_kaiming']:.2f} "
-           f"while N(0, 0.01²) shrinks it to {m['act_std_ratio_small']:.1e} and Xavier to "
-           f"{m['act_std_ratio_xavier']:.2e}. At depth {depths[-1]} the spread of final loss across inits is "
-           f"{m['loss_spread_deepest_no_ln']:.3f} nats without LayerNorm and {m['loss_spread_deepest_ln']:.3f} with it "
+    d.text(f"What to look at: dark is low loss, yellow high. With ReLU at init, Kaiming keeps the "
+           f"last/first activation std ratio at {m['act_std_ratio_kaiming']:.2f} while N(0, 0.01²) shrinks it to "
+           f"{m['act_std_ratio_small']:.1e} and Xavier to {m['act_std_ratio_xavier']:.2e}. At depth {depths[-1]} the "
+           f"spread of final loss across inits is {m['loss_spread_deepest_no_ln']:.3f} nats without LayerNorm and "
+           f"{m['loss_spread_deepest_ln']:.3f} with it "
            f"({'smaller' if m['loss_spread_deepest_ln'] < m['loss_spread_deepest_no_ln'] else 'not smaller'}); "
            f"the mean final loss there is {mean_no:.3f} without and {mean_ln:.3f} with LayerNorm, and the best cell "
-           f"is {best} ({min(r[-1] for r in grid):.3f}).")
+           f"is {best} ({min(r[-1] for r in grid):.3f})."
+           + (" A smaller spread at a higher mean is uniform failure, not robustness: LayerNorm fixes the forward "
+              "scale, not trainability at this depth." if m["loss_spread_deepest_ln"] < m["loss_spread_deepest_no_ln"]
+              and mean_ln > mean_no else ""))
     m["best_at_max_depth"] = best
     for lab, row in zip(labels, grid):
         m[f"loss_{lab.replace(' + ', '_')}_d{depths[-1]}"] = round(row[-1], 4)

@@ -8,6 +8,7 @@ global norm 1, recording whether the run diverges (and at which step) or how far
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from common import data
 from common.nn.model import GPT, gpt_config_for
 from common.run import plotting, runner
 from common.run.errors import UserError
-from common.train import train, train_config_for
+from common.train import lr_at, train, train_config_for
 
 DAY = 14
 
@@ -89,20 +90,51 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
               "median grad norm": sorted(v for _, v in r["trace"])[len(r["trace"]) // 2]} for wd, r in a.items()])
     shrink = a[cfg.weight_decay]["weight_norm"] / a[0.0]["weight_norm"]
     dv = a[cfg.weight_decay]["val"] - a[0.0]["val"]
-    d.text(f"Decay {cfg.weight_decay:g} ends with weights {shrink:.2f}× the norm of the undecayed run and a val loss "
-           f"{abs(dv):.3f} {'higher' if dv > 0 else 'lower'} after {cfg.steps} steps.")
+    tc_a = train_config_for(cfg, lr=cfg.adam_lr, warmup_iters=max(1, cfg.steps // 20), weight_decay=cfg.weight_decay)
+    pure = math.prod(1 - lr_at(i, tc_a) * cfg.weight_decay for i in range(cfg.steps))
+    med = [sorted(v for _, v in r["trace"])[len(r["trace"]) // 2] for r in a.values()]
+    d.text(f"What to look at: decay {cfg.weight_decay:g} ends with weights {shrink:.2f}× the norm of the undecayed run "
+           f"and a val loss {abs(dv):.3f} {'higher' if dv > 0 else 'lower'} after {cfg.steps} steps. Decay alone, "
+           f"with no gradient, would scale the weights by Π(1 − η_t λ) = {pure:.2f} over this schedule"
+           + (", and the gradient pushes back, so the measured shrink is milder. " if shrink > pure else ". ")
+           + (f"The median gradient norms ({med[0]:.2f} and {med[1]:.2f}) barely differ: in so short a run decay "
+              f"changes the weight norm by {abs(1 - shrink):.1%}, and its regularising benefit needs a long run that "
+              "over-fits."
+              if abs(med[1] - med[0]) < 0.2 * med[0] and abs(1 - shrink) < 0.1 else
+              f"The median gradient norms are {med[0]:.2f} and {med[1]:.2f}."))
 
     d.section("B. Stability: SGD + momentum 0.9, with and without clipping at global norm " + f"{cfg.clip:g}")
     b = {(lr, clip): run(lr, 0.0, clip, sgd=True)
          for lr in map(float, cfg.sgd_lrs.split(",")) for clip in (0.0, cfg.clip)}
     d.table([{"lr": lr, "clip": clip or "off", "outcome": r["outcome"], "final val loss": r["val"],
               "max grad norm": max((v for _, v in r["trace"]), default=float("nan"))} for (lr, clip), r in b.items()])
+    frac = {lr: sum(v > clip for _, v in r["trace"]) / max(1, len(r["trace"])) for (lr, clip), r in b.items() if clip}
+    d.text(f"What to look at: the grad norm is measured before clipping, so a clipped run can show norms above "
+           f"{cfg.clip:g}: clipping caps the step, not the gradient. Clipping was active on "
+           + " and ".join(f"{f:.0%} of the steps at lr {lr:g}" for lr, f in frac.items())
+           + "; a run clipped on most steps is really training at the smaller rate lr × clip / ‖g‖. "
+           + "".join(f"The unclipped lr {lr:g} run has a max of {max(v for _, v in r['trace']):.3g}: its norm "
+                     "exploded and the NaN guard stopped it. " for (lr, clip), r in b.items()
+                     if not clip and r["outcome"] != "trained" and r["trace"]))
     series = {f"lr {lr:g}, clip {clip or 'off'}": ([s for s, _ in r["trace"]], [v for _, v in r["trace"]])
               for (lr, clip), r in b.items() if r["trace"]}
     series.update({f"AdamW wd {wd:g}": ([s for s, _ in r["trace"]], [v for _, v in r["trace"]]) for wd, r in a.items()})
     p = plotting.lines(ctx.plot_path("grad_norm_traces"), series, "step", "global gradient norm (before clipping)",
-                       "Gradient-norm traces", logy=True)
-    d.image(p, "Global gradient norm per step; a trace that ends early is a run the NaN guard stopped")
+                       "Gradient-norm traces", logy=True, hline=(cfg.clip, f"clip threshold {cfg.clip:g} (SGD runs)"))
+    d.image(p, "Global gradient norm per step; a trace that ends early is a run the NaN guard stopped; the dashed "
+               "line is the clip threshold of the clipped SGD runs")
+    blown = [(lr, r) for (lr, clip), r in b.items() if not clip and r["outcome"] != "trained" and r["trace"]]
+    finite = lambda tr: [(st, v) for st, v in tr if math.isfinite(v)]  # noqa: E731
+    spikes = {wd: max(r["trace"], key=lambda sv: sv[1]) for wd, r in a.items() if r["trace"]}
+    wd_spk = max(spikes, key=lambda w: spikes[w][1]) if spikes else None
+    d.text("What to look at: "
+           + "".join(f"the unclipped lr {lr:g} trace climbs from {r['trace'][0][1]:.2g} to "
+                     f"{max(v for _, v in finite(r['trace'])):.2g} by step {finite(r['trace'])[-1][0]} and ends there: "
+                     "a bigger step lands where the gradient is bigger, which gives a bigger step. " for lr, r in blown)
+           + (f"AdamW's norm spikes to {spikes[wd_spk][1]:.3g} at step {spikes[wd_spk][0]} (wd {wd_spk:g}) and "
+              "recovers without clipping: Adam divides each coordinate's step by its running gradient size, so one "
+              "large gradient cannot throw the weights far." if wd_spk is not None and spikes[wd_spk][1] > 5 * max(med)
+              else "The AdamW traces stay near their median without clipping."))
     hi = max(float(x) for x in cfg.sgd_lrs.split(","))
     saved = b[(hi, 0.0)]["outcome"] != "trained" and b[(hi, cfg.clip)]["outcome"] == "trained"
     d.text(f"At lr {hi:g} the unclipped run {b[(hi, 0.0)]['outcome']}; with clipping it "

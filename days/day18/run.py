@@ -70,6 +70,14 @@ def main(cfg: Config, ctx) -> dict:
     ctx.deliverable.text("dL/dz = (softmax(z) - q) / B with q = (1 - a) onehot(y) + a / K; each row of B * grad sums "
                          "to 0 because both softmax(z) and q sum to 1.")
     ctx.deliverable.table(rows, floatfmt=".3g")
+    bounded = all(r["max |grad|"] <= 1 / r["B"] + 1e-12 for r in rows)
+    ctx.deliverable.text(
+        f"What to look at: the closed form matches autograd to {ce_err:.0e} in every shape, with and without "
+        f"smoothing: float64 rounding. The row sums are at most "
+        f"{max(r['max |row sum| of B*grad'] for r in rows):.0e}, zero up to rounding, so the gradient never moves "
+        "a row's mean logit. "
+        + ("Every max |grad| is at most 1/B (1/B times |p - q| < 1): the gradient is bounded whatever the logits."
+           if bounded else "Some max |grad| exceeds 1/B: check the mean over the batch."))
 
     z64 = cfg.logit_scale * torch.randn(cfg.sweep_batch, cfg.sweep_classes, generator=gen, dtype=torch.float64)
     y = torch.randint(0, cfg.sweep_classes, (cfg.sweep_batch,), generator=gen)
@@ -101,8 +109,34 @@ def main(cfg: Config, ctx) -> dict:
                        "step eps (logit units)", "median relative error of dL/dz (dimensionless)",
                        "central-difference error vs step: truncation (slope +2) vs round-off (slope -1)",
                        logx=True, logy=True, logx_base=10, markers=True)
+    ones = [e for e in epss if med["float32"][e] == 1.0]
+    trunc_fit = pred["float64"][epss[0]] / med["float64"][epss[0]]
+    ctx.deliverable.text(
+        "What to look at: read a median column from the top: the error first falls as eps shrinks (truncation), "
+        f"bottoms out at eps = {best['float64']:.2g} in float64 and {best['float32']:.2g} in float32, then rises "
+        f"again (round-off). At eps = {epss[0]:g} the float64 bound is {trunc_fit:.2f}x the measurement"
+        + (": the truncation term is nearly exact. " if 0.8 < trunc_fit < 1.25 else ". ")
+        + (f"float32 sits at exactly 1 from eps = {ones[0]:.2g} down: the change of the loss over the step is "
+           f"below the spacing of float32 numbers near L = {float(F.cross_entropy(z64, y)):.2f} (about "
+           f"{torch.finfo(torch.float32).eps * float(F.cross_entropy(z64, y)):.0e}), so both evaluations round to "
+           "the same number and the estimate is 0." if ones else ""))
+
+    def slope(dt, lo, hi):  # least-squares slope of log(error) on log(eps) over lo <= eps <= hi
+        pts = [(np.log10(e), np.log10(med[dt][e])) for e in epss if lo <= e <= hi and med[dt][e] > 0]
+        return float(np.polyfit(*zip(*pts), 1)[0]) if len(pts) >= 2 else None
+
+    right = slope("float64", 10 * best["float64"], epss[0])
+    left = slope("float64", epss[-1], best["float64"] / 10)
     ctx.deliverable.image(p, "left branch: round-off ~ u/eps; right branch: truncation ~ eps^2; the bound counts "
                       "worst-case rounding of both evaluations")
+    ctx.deliverable.text(
+        "What to look at: on log-log axes each error source is a straight line and the best step is the bottom of "
+        "the V. "
+        + (f"Fitted float64 slopes: {right:+.2f} on the right (theory +2) and {left:+.2f} on the left (theory -1). "
+           if right is not None and left is not None else "")
+        + ("The float64 bound hugs the measured truncation branch; " if 0.8 < trunc_fit < 1.25 else "")
+        + "the bounds lie above the round-off branches, since real rounding errors partly cancel"
+        + ("; float32's flat line at 1 is the step lost to rounding." if ones else "."))
 
     p64 = torch.softmax(z64, -1)
     third = (p64 * (1 - p64) * (1 - 2 * p64)).abs() / cfg.sweep_batch  # |L'''| per element
@@ -123,6 +157,14 @@ def main(cfg: Config, ctx) -> dict:
         metrics |= {f"best_eps_{dt}": best[dt], f"min_median_rel_err_{dt}": err, f"h_star_{dt}": h_star}
     ctx.deliverable.section("Best step per dtype")
     ctx.deliverable.table(best_rows, floatfmt=".3g")
+    between = all(r["u^(1/3)"] < r["best eps (measured)"] < r["h* = (3u|L|/|L'''|)^(1/3)"] for r in best_rows)
+    ctx.deliverable.text(
+        "What to look at: the two ratio columns place the measured best step against the textbook rule u^(1/3) and "
+        "against the bound's optimum h*. "
+        + ("In both dtypes it lands between them: above u^(1/3) because cross-entropy's |L| is large and its |L'''| "
+           "small, below h* because the round-off bound is pessimistic." if between else
+           "It does not land between them in every dtype: see the bullets.")
+        + " The error at the best step, over u^(2/3), says how far the textbook error estimate is off.")
     ratio = med["float32"][best["float32"]] / med["float64"][best["float64"]]
     over = pred["float64"][epss[-1]] / med["float64"][epss[-1]]
     notes.append(f"- float32's best error is {ratio:.3g}x float64's. At eps = {epss[-1]:.2g} the float64 round-off "

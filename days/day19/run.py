@@ -161,6 +161,16 @@ def main(cfg: Config, ctx) -> dict:
                      "max sharpness ratio": nanmax(r["ratios"].values()),
                      "mean ratio, 2nd half": f"{sum(late) / len(late):.2f}" if late else "—"})
     d.table(rows, floatfmt=".3g")
+    dead = [r for r in results if r["collapsed"]]
+    dead_names = {r["name"] for r in dead}
+    spiky = max(results, key=lambda r: r["max_grad_norm"] if r["max_grad_norm"] == r["max_grad_norm"] else -1)
+    d.text("What to look at: 2/eta is the sharpness plain SGD tolerates at the full rate; a max sharpness ratio "
+           "above 1 means the run spent time past the edge of stability. "
+           + f"The largest gradient norm, {spiky['max_grad_norm']:.3g}, is {spiky['name']}'s. "
+           + (f"{', '.join(r['name'] for r in dead)} ended at chance with a 2nd-half ratio of "
+              f"{', '.join(str(row['mean ratio, 2nd half']) for row in rows if row['config'] in dead_names)}"
+              ": its curvature vanished because the network stopped learning, not because it became stable."
+              if dead else "No run collapsed to chance."))
     div = [r["name"] for r in results if r["diverged"]]
     failed = [r["name"] for r in results if r["failed"]]
     chance = math.log(corpus[0].vocab_size)
@@ -174,20 +184,62 @@ def main(cfg: Config, ctx) -> dict:
     d.table([{"step": s, **{r["name"]: (f"{r['eigs'][s]:.3g} ({r['ratios'][s]:.2f})" if s in r["eigs"] else "—")
                             for r in results}} for s in snap])
     d.text("Cells: lambda_max (lambda_max * eta_t / 2).")
-    p = plotting.lines(ctx.plot_path("loss"), {r["name"]: (list(r["loss"]), list(r["loss"].values()))
+    lam0 = {r["name"]: r["eigs"].get(0) for r in results}
+    hi_wu = next((r for r in results if r["lr"] == cfg.lr_high and r["warmup"]), None)
+    hi_no = next((r for r in results if r["lr"] == cfg.lr_high and not r["warmup"]), None)
+    after = min((k for k in (hi_wu or {}).get("eigs", {}) if k >= cfg.warmup), default=None) if hi_wu else None
+    d.text(f"What to look at: at step 0 every run has the same lambda_max, {lam0[results[0]['name']]:.3g} (same "
+           "initial weights, same batch); only eta_0 differs, so the ratio in brackets does. "
+           + (f"At lr {cfg.lr_high:g} without warm-up the very first step faces a ratio of "
+              f"{hi_no['ratios'][0]:.2f}{', past the edge' if hi_no['ratios'][0] > 1 else ''}; with warm-up it "
+              f"starts at {hi_wu['ratios'][0]:.2f}, and by step {after}, when the full rate has arrived, lambda_max "
+              f"is {hi_wu['eigs'][after]:.3g}"
+              + (" (lower than at step 0: the small early steps moved the weights to a flatter region)."
+                 if hi_wu["eigs"][after] < hi_wu["eigs"][0] else ".")
+              if hi_wu and hi_no and after is not None else ""))
+    chance_line = math.log(corpus[0].vocab_size)
+    cap = 2 * chance_line  # one exploding run would squash every other curve against the axis
+    p = plotting.lines(ctx.plot_path("loss"), {r["name"]: (list(r["loss"]), [min(v, cap) for v in r["loss"].values()])
                                                for r in results}, "SGD step", "training loss (nats/char)",
-                       logy=True, title="Training loss per step (a curve that stops diverged)")
-    d.image(p, "training loss of the four configurations")
+                       hline=(chance_line, f"chance, ln {corpus[0].vocab_size} = {chance_line:.2f}"),
+                       title=f"Training loss per step (values above {cap:.1f} drawn at {cap:.1f}; "
+                             "a curve that stops diverged)")
+    d.image(p, f"training loss of the four configurations; losses above {cap:.1f} (2 ln V) are drawn at {cap:.1f} so "
+               "that one spike does not flatten the other curves; the dashed line is chance")
+    peaks = {r["name"]: max(r["loss"].items(), key=lambda kv: kv[1] if kv[1] == kv[1] else -1) for r in results
+             if r["loss"]}
+    over = {n: kv for n, kv in peaks.items() if kv[1] > cap}
+    d.text("What to look at: "
+           + "".join(f"{n} spikes to {v:.3g} at step {st} (drawn at the cap). " for n, (st, v) in over.items())
+           + (f"{', '.join(r['name'] for r in dead)} then sits on the chance line for the rest of the run: it "
+              "predicts the same uniform distribution for every input. " if dead else "")
+           + "".join(f"{r['name']} spikes to {v:.3g} at step {st} and recovers. " for r in results
+                     if not r["failed"] and r["name"] not in over
+                     for st, v in [peaks[r["name"]]] if st > 0 and v > r["loss"][0] + 1)
+           + "The runs that trained end at "
+           + ", ".join(f"{r['name']} {list(r['loss'].values())[-1]:.2f}" for r in results if not r["failed"])
+           + " (last batch).")
     series = {}
     for r in results:
-        s = sorted(r["eigs"])
-        series[f"lambda_max {r['name']}"] = (s, [r["eigs"][k] for k in s])
-    for r in results:
-        steps = list(range(1, cfg.steps + 1))
-        series[f"2/eta_t {r['name']}"] = (steps, [2 / lr_at(k - 1, r["tc"]) for k in steps])
-    p = plotting.lines(ctx.plot_path("sharpness"), series, "SGD step", "eigenvalue (nats/char per param²)",
-                       logy=True, title="Top Hessian eigenvalue vs the stability threshold 2/eta_t")
-    d.image(p, "top eigenvalue of the training-loss Hessian; lines: 2/eta_t of each configuration")
+        st = sorted(r["ratios"])
+        series[r["name"]] = (st, [r["ratios"][k] for k in st])
+    p = plotting.lines(ctx.plot_path("sharpness"), series, "SGD step", "lambda_max * eta_t / 2 (1 = edge of stability)",
+                       markers=True, hline=(1.0, "edge of stability: lambda_max = 2/eta_t"),
+                       title="Top Hessian eigenvalue against the stability threshold 2/eta_t")
+    d.image(p, "top eigenvalue of the training-loss Hessian divided by each run's current threshold 2/eta_t "
+               "(Lanczos snapshots); above the dashed line, a quadratic with that curvature would diverge")
+    alive = [r for r in results if not r["failed"]]
+    n_above = sum(v > 1 for r in alive for k, v in r["ratios"].items() if k > 0)
+    n_all = sum(1 for r in alive for k in r["ratios"] if k > 0)
+    d.text("What to look at: "
+           + (f"after step 0 the runs that trained are above 1 at {n_above} of {n_all} snapshots, yet they do not "
+              "diverge: the threshold is a prediction of the local quadratic model, and a network is not a quadratic "
+              "(day 16 saw the same under full-batch GD); the Hessian is also of one fixed batch, while SGD steps on "
+              "others. " if n_all else "")
+           + "The warm-up runs start low ("
+           + ", ".join(f"{r['name']} {r['ratios'][0]:.2f}" for r in results if r["warmup"] and 0 in r["ratios"])
+           + ") because their first step uses eta/W. "
+           + (f"{', '.join(r['name'] for r in dead)} drops to 0 and stays there: dead, not stable." if dead else ""))
     out = {"best_config": best or "none", "n_diverged": len(div), "n_failed": len(failed)}
     for r in results:
         out[f"val_loss_{r['name']}"] = r["val_loss"]

@@ -48,7 +48,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
                          f"{sheet.count('$$') // 2} display formulas. LaTeX delimiters balanced: glossary "
                          f"{'yes' if latex_balanced(glossary) else 'NO'}, cheat sheet "
                          f"{'yes' if latex_balanced(sheet) else 'NO'}. Core terms missing from the glossary: "
-                         f"{', '.join(missing) or 'none'}.")
+                         f"{', '.join(missing) or 'none'} (checked: {', '.join(needed)}; each must appear in a "
+                         "bold entry title).")
     balanced = latex_balanced(glossary) and latex_balanced(sheet)
     return {**metrics, "glossary_terms": len(terms), "latex_balanced": balanced, "glossary_missing": len(missing)}
 

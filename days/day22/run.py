@@ -74,6 +74,14 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
               "bytes/token": round(len(text.encode()) / meta["total"], 2), "shards": len(meta["sizes"]),
               "train tokenizer (s)": round(t_train, 2), "encode (tokens/s)": f"{meta['total'] / t_encode:,.0f}",
               "write (tokens/s)": f"{meta['total'] / t_write:,.0f}"}])
+    enc_tps, write_tps = meta["total"] / t_encode, meta["total"] / t_write
+    d.text(f"What to look at: each token covers {len(text.encode()) / meta['total']:.2f} bytes of text on average, "
+           f"so the corpus shrinks to {meta['total']:,} ids, {2 * meta['total'] / 1e6:.1f} MB as uint16 in "
+           f"{len(meta['sizes'])} shard{'s' if len(meta['sizes']) != 1 else ''} of at most {cfg.shard_tokens:,} "
+           f"tokens. Writing is {max(write_tps / enc_tps, enc_tps / write_tps):,.1f}× "
+           f"{'faster' if write_tps > enc_tps else 'slower'} than encoding"
+           + (", so tokenising is the slow step: that is why it is done once, before training, and never inside "
+              "the loader." if write_tps > enc_tps else "; both are done once, before training, never in the loader."))
 
     d.section("Loader throughput vs model consumption")
     rows, bx, by = [], [], []
@@ -100,6 +108,12 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     model_tps = cfg.model_batch * cfg.block_size / tm.median
     d.table(rows)
     ratio = min(by) / model_tps
+    grow_b, grow_t = bx[-1] / bx[0], by[-1] / by[0]
+    d.text(f"What to look at: from batch {bx[0]} to {bx[-1]} ({grow_b:g}× the windows) the loader's tokens/s "
+           + (f"rises {grow_t:.1f}×: each call has a fixed cost (drawing offsets, building tensors) that a bigger "
+              "batch spreads over more tokens." if grow_t > 1 else
+              f"changes by {grow_t:.2f}×: the per-call overhead is already negligible, copying tokens dominates.")
+           + f" Best setting: batch {bx[by.index(max(by))]} at {max(by):,.0f} tokens/s.")
     d.text(f"The consumer, a {model.num_params():,}-parameter GPT (4 layers × {cfg.model_width}, vocab "
            f"{cfg.vocab_size}) training on {cfg.model_batch} × {cfg.block_size} tokens, takes "
            f"{tm.median * 1e3:.0f} ms per step: **{model_tps:,.0f} tokens/s**. The slowest loader setting "
@@ -108,8 +122,14 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
            f"the bottleneck{'' if ratio > 10 else ': prefetch in a background worker'}.")
     p = plotting.lines(ctx.plot_path("loader_vs_model"), {"streaming loader": (bx, by)}, "batch size (windows)",
                        "tokens per second", f"Loader throughput, block {cfg.block_size}", logx=True, logy=True,
-                       markers=True, hline=(model_tps, "model training consumption"))
+                       markers=True, hline=(model_tps, f"model training consumption ({model_tps:,.0f} tokens/s)"))
     d.image(p, "Loader tokens/s against the model's training consumption")
+    d.text("What to look at: the vertical gap between the loader line and the dashed line is the ratio above; "
+           + (f"on the log axis it is {np.log10(ratio):.1f} powers of ten, so the loader stays far above what "
+              "training needs at every batch size." if ratio > 10 else
+              f"on the log axis it is only {np.log10(ratio):.1f} powers of ten, so a slower disk or a faster model "
+              "would make training wait for data." if ratio >= 1 else
+              "here the loader line falls BELOW the dashed line: training waits for data."))
 
     d.section("Determinism and resume")
     a, b = (data.StreamingLoader(shards, cfg.block_size, 4, seed=ctx.seed) for _ in range(2))

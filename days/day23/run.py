@@ -173,12 +173,45 @@ def report(res: dict, cfg: Config, ctx: runner.Context) -> dict:
            f"{cfg.block_size}, × 3 for training); *counted / 6N* is how far the 6N rule is off; GFLOP/s = measured "
            "tokens/s × FLOPs/token. *fit*: the law below; *LOO pred*: the same fit without that run.")
     d.table(runs)
+    d.text(grid_summary(runs))
     expo = report_fit(res, cfg, ctx)
     metrics = report_budget(res, cfg, ctx)
     report_conclusions(res, ctx)
     out = {**{k: fit[k] for k in spread}, **res["err"], "n_opt_exponent": expo, "best_val_loss": L.min(),
            "grid_s": res["grid_s"], "grid_gflops_per_s_max": max(r["GFLOP/s"] for r in runs), **metrics}
     return {"n_runs": len(runs), **{k: float(f"{v:.4g}") for k, v in out.items()}}
+
+
+def grid_summary(runs: list[dict]) -> str:
+    """'What to look at' for the grid table, from its numbers: loss against D, the best size per budget, the 6N
+    error and the throughput of tiny models."""
+    sizes = list(dict.fromkeys(r["model"] for r in runs))
+    budgets = sorted({r["steps"] for r in runs})
+    falls = [m for m in sizes if all(a["val loss"] > b["val loss"] for a, b in
+                                     zip(*[[r for r in runs if r["model"] == m][i:] for i in (0, 1)]))]
+    best = {s: min((r for r in runs if r["steps"] == s), key=lambda r: r["val loss"])["model"] for s in budgets}
+    same_best = len(set(best.values())) == 1
+    first, last = runs[0], runs[-1]
+    return ("What to look at: "
+            + ("every size's loss falls as it sees more tokens" if len(falls) == len(sizes) else
+               f"the loss falls with more tokens for {', '.join(falls) or 'no size'}, not for all")
+            + "; " + (f"{best[budgets[0]]} is the best size at every budget." if same_best else
+                      "the best size changes with the budget: " + ", ".join(f"{best[s]} at {s} steps" for s in budgets)
+                      + " (small grids are noisy; the fit below smooths over single runs).")
+            + f" *counted / 6N* falls from {first['counted / 6N']:.2f} ({first['model']}) to "
+            f"{last['counted / 6N']:.2f} ({last['model']}): the output layer that 6N ignores matters less as the "
+            f"blocks grow. Bigger models process {'fewer' if last['tok/s'] < first['tok/s'] else 'more'} tokens/s "
+            f"{'but' if (last['tok/s'] < first['tok/s']) == (last['GFLOP/s'] > first['GFLOP/s']) else 'and'} "
+            f"{'more' if last['GFLOP/s'] > first['GFLOP/s'] else 'fewer'} GFLOP/s "
+            f"({first['GFLOP/s']:.3g} → {last['GFLOP/s']:.3g})"
+            + (": tiny matrix products waste the CPU on overhead." if last["GFLOP/s"] > first["GFLOP/s"] else "."))
+
+
+def closest_compute_pair(runs: list[dict]) -> tuple[dict, dict]:
+    """Two runs of different sizes whose compute 6ND is closest (by ratio); the smaller model first."""
+    pairs = [(a, b) for a, b in itertools.combinations(runs, 2) if a["model"] != b["model"]]
+    a, b = min(pairs, key=lambda p: abs(np.log(p[0]["N"] * p[0]["D"] / (p[1]["N"] * p[1]["D"]))))
+    return (a, b) if a["N"] < b["N"] else (b, a)
 
 
 def report_fit(res: dict, cfg: Config, ctx: runner.Context) -> float:
@@ -196,6 +229,15 @@ def report_fit(res: dict, cfg: Config, ctx: runner.Context) -> float:
            f"N_opt ∝ C^{expo:.3f}, D_opt ∝ C^{1 - expo:.3f} (Chinchilla: both ≈ 0.5); at the largest run's compute "
            f"the optimum is {n_big:,.0f} parameters on {d_big:,.0f} tokens ({d_big / n_big:.3g} tokens per "
            "parameter).")
+    widest = max(res["spread"], key=lambda k: res["spread"][k][1] / res["spread"][k][0]
+                 if res["spread"][k][0] > 0 else np.inf)
+    lo, hi = res["spread"][widest]
+    d.text(f"What to look at: *fit* is the law used from here on; *LOO min/max* are the extremes over the "
+           f"{len(res['runs'])} refits that each leave one run out, a cheap error bar. Here α = {fit['alpha']:.3g} "
+           f"{'>' if fit['alpha'] > fit['beta'] else '≤'} β = {fit['beta']:.3g} (Chinchilla: 0.34 and 0.28), so the "
+           f"model term shrinks {'faster' if fit['alpha'] > fit['beta'] else 'no faster'} with N than the data term "
+           f"with D, and the optimum leans {'towards more tokens' if expo < 0.5 else 'towards a bigger model'}. "
+           f"{widest} is the loosest constant: {lo:.3g} to {hi:.3g} across the refits.")
     by_size: dict[str, list] = {}
     for r in res["runs"]:
         by_size.setdefault(r["model"], []).append(r)
@@ -204,6 +246,17 @@ def report_fit(res: dict, cfg: Config, ctx: runner.Context) -> float:
     d.image(plotting.loglog(ctx.plot_path("loss_vs_tokens"), pts, {m: (dd, predict(fit, rs[0]["N"], dd))
                    for m, rs in by_size.items()}, "tokens seen D", "Final val loss per model size, with the fit"),
             "Loss against tokens, one colour per size; lines: the fitted L(N, D)")
+    worst = max(res["runs"], key=lambda r: abs(r["fit"] / r["val loss"] - 1))
+    terms = {m: fit["A"] / rs[0]["N"] ** fit["alpha"] for m, rs in by_size.items()}
+    (m1, t1), (m2, t2) = list(terms.items())[-2:]
+    d.text(f"What to look at: dots are measured, lines the fit for the same size. The fit misses most at "
+           f"{worst['model']} after {worst['steps']} steps (measured {worst['val loss']:.3f}, fit {worst['fit']:.3f})"
+           + (", a short run still on the early plateau above the power law." if worst["steps"] == min(
+               r["steps"] for r in res["runs"]) and worst["val loss"] > worst["fit"] else ".")
+           + (f" The {m1} and {m2} lines nearly coincide: the fit's model term A/N^α is only {t1:.3f} and {t2:.3f} "
+              "nats for them, so at these budgets the extra parameters buy almost nothing." if abs(t1 - t2) < 0.05
+              else f" The lines stay apart: the model term A/N^α is still {t1:.3f} nats for {m1} and {t2:.3f} for "
+              f"{m2}."))
     cc = np.geomspace((6 * N * D).min() / 4, (6 * N * D).max() * 16, 40)
     pts = {m: ([6 * r["N"] * r["D"] for r in rs], [r["val loss"] for r in rs]) for m, rs in by_size.items()}
     curves = {m: (6 * rs[0]["N"] * dd, predict(fit, rs[0]["N"], dd)) for m, rs in by_size.items()}
@@ -211,6 +264,14 @@ def report_fit(res: dict, cfg: Config, ctx: runner.Context) -> float:
     d.image(plotting.loglog(ctx.plot_path("loss_vs_compute"), pts, curves, "C = 6ND (FLOPs, N non-embedding)",
                    "Loss against compute"), "Every run at its compute, with its size's fitted curve; dashed: the "
             "fit's lowest loss at each compute (its envelope)")
+    a, b = closest_compute_pair(res["runs"])
+    win = a if a["val loss"] < b["val loss"] else b
+    d.text(f"What to look at: at equal compute (one vertical line) the lowest dot wins. The closest measured pair: "
+           f"{a['model']} × {a['steps']} steps ({6 * a['N'] * a['D']:.2g} FLOPs, loss {a['val loss']:.3f}) against "
+           f"{b['model']} × {b['steps']} steps ({6 * b['N'] * b['D']:.2g} FLOPs, loss {b['val loss']:.3f}): the "
+           f"{'smaller model on more tokens' if win is a else 'bigger model on fewer tokens'} wins. At the grid's "
+           f"largest compute the dashed frontier sits at N ≈ {n_big:,.0f}, "
+           f"{'below' if n_big < N.max() else 'above'} the biggest model tried ({int(N.max()):,}).")
     return expo
 
 
@@ -234,6 +295,17 @@ def report_budget(res: dict, cfg: Config, ctx: runner.Context) -> dict:
            f"D ≤ {int(D.max()):,}) in nats per {res['vocab_size']}-vocabulary token; bits/byte compares across "
            "tokenizers, but the real shapes' 16k/32k vocabularies were never seen by the fit.")
     d.table(rows)
+    r, r_fit, key = rows[0], rows[1], "fit's loss (extrapolated)"
+    more, gain = r_fit["tokens"] / r["tokens"], r[key] - r_fit[key]
+    d.text(f"What to look at: each shape has two rows that differ only in the token budget. For {r['shape']}, 20 × "
+           f"params means {r['tokens']:.3g} tokens and {r[f'{dev.type} hours']:.3g} {dev.type} hours; "
+           + (f"the fit's optimum asks {max(more, 1 / more):.3g}× {'more' if more >= 1 else 'fewer'} tokens for a "
+              f"predicted loss {abs(gain):.3f} nats {'lower' if gain >= 0 else 'higher'}"
+              + (", an extrapolation far past the grid, not a plan. " if more > 100 else ". ") if np.isfinite(more)
+              else "the fit gives no finite optimum. ")
+           + f"The {dev.type} and GPU hours are the same FLOPs divided by two rates, so they differ by the rate "
+           f"ratio, {gpu_rate / res['rates'][r['shape']]:,.0f}× here; bits/byte = loss / ln 2 / "
+           f"{res['val_bytes_per_token']:.2f} bytes per token.")
     return metrics
 
 

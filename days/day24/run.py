@@ -26,6 +26,29 @@ class Config:
 PRESETS = {"nano": dict(shapes="nano,day07_default,baby"), "cpu": {}, "gpu": {}}
 
 
+def look_at(names: list[str]) -> str:
+    """'What to look at' for the shapes table, computed from the shapes: where 6N is furthest off, which shape is
+    most embedding, and what grouped-query attention saves in the KV cache."""
+    ratio = {n: flops_per_token(SHAPES[n]) / (6 * count_params_formula(SHAPES[n])) for n in names}
+    emb = {n: 1 - non_embedding_params(SHAPES[n]) / count_params_formula(SHAPES[n]) for n in names}
+    far, lo = max(ratio, key=ratio.get), min(ratio.values())
+    big_emb, c = max(emb, key=emb.get), SHAPES[max(ratio, key=ratio.get)]
+    text = (f"What to look at: the exact training FLOPs are {lo:.2f}–{ratio[far]:.2f}× the 6N shortcut; the gap is "
+            f"largest for {far} (context {c.block_size} against width {c.n_embd}), where attention's 4·L·T·C term "
+            f"is {'no longer small' if c.block_size >= c.n_embd else 'largest relative to the matmuls'}. "
+            f"The token and position tables are {emb[big_emb]:.0%} of {big_emb}'s parameters, the largest share here"
+            + (f" (vocabulary {SHAPES[big_emb].vocab_size:,}): a small model with a big vocabulary is largely lookup "
+               "table." if emb[big_emb] > 0.3 else ": with a small vocabulary the blocks hold nearly everything."))
+    gqa = [n for n in names if SHAPES[n].n_kv_head and SHAPES[n].n_kv_head < SHAPES[n].n_head]
+    for n in gqa:
+        g = SHAPES[n]
+        hs = g.n_embd // g.n_head
+        full, kv = (kv_bytes(g.n_layer, 1, h, 1, hs, 2) for h in (g.n_head, g.n_kv_head))
+        text += (f" {n} uses grouped-query attention ({g.n_kv_head} key/value heads for {g.n_head} query heads): "
+                 f"{kv:,} KV bytes per token instead of {full:,}, a {full / kv:g}× smaller cache.")
+    return text
+
+
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d = ctx.deliverable
     out_dir = ctx.day_dir / "configs"
@@ -49,10 +72,12 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
                      "KV bytes/token (bf16)": kv_bytes(c.n_layer, 1, c.n_kv_head or c.n_head, 1, hs, 2)})
     d.section("Shapes, parameters and FLOPs")
     d.table(rows)
-    d.text(f"Counted parameters equal the closed form for {'every' if all_match else 'NOT every'} shape. Training "
+    d.text(f"Counted parameters equal the closed form for {'every' if all_match else 'NOT every'} shape (`=` in "
+           f"the `formula` column{'' if all_match else ', else the formula value'}). Training "
            "FLOPs per token are 3 × the forward matmuls: 2 per weight of every matrix multiply plus 4·L·T·C for "
            "attention; the `6N` column is the usual shortcut, which ignores attention and counts every parameter "
            "(a learned position table included) as a matmul weight.")
+    d.text(look_at(cfg.shapes.split(",")))
     d.section("Config files")
     d.text(f"{len(rows)} YAML files in `{out_dir.name}/`; each loads back into `GPTConfig` "
            f"{'unchanged' if round_trips else 'WITH CHANGES'} "

@@ -10,6 +10,7 @@ The restarted run's per-step losses and final weights must equal the uninterrupt
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -149,7 +150,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.section("The run")
     d.text(f"{n:,}-parameter GPT ({cfg.n_layer} layers × {cfg.n_embd}, block {cfg.block_size}, vocab "
            f"{cfg.vocab_size}) on {td.train_tokens:,} training tokens ({td.train_bytes / 1e6:.1f} MB of text); "
-           f"checkpoint every {cfg.ckpt_interval} steps to `{ckpt.relative_to(ctx.out)}` (atomic: written to a "
+           f"checkpoint every {cfg.ckpt_interval} steps to `{ckpt.relative_to(ctx.base)}` (atomic: written to a "
            f"temporary file, then renamed). {'Resumed at step ' + str(start) + '. ' if start else ''}"
            "Curves: `make tensorboard` (logs under `logs/day25/`).")
     chinchilla = 20 * n
@@ -157,12 +158,16 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
               "tokens/s": f"{res.tokens_per_s:,.0f}", "wall (s)": round(wall, 1),
               "val loss (nats/token)": val_loss, "val bits/byte": bpb,
               "checkpoint MB": round(ckpt.stat().st_size / 1e6, 1), "save (s)": round(t_save, 3)}])
+    d.text(f"What to look at: after {tokens:,} tokens the val loss is {val_loss:.3f} nats/token, "
+           f"{math.log(cfg.vocab_size) - val_loss:.2f} below the {math.log(cfg.vocab_size):.2f} (ln {cfg.vocab_size}) "
+           f"of a uniform guess over the vocabulary. Bits/byte = loss / ln 2 / {td.val_bytes_per_token:.2f} bytes per "
+           f"token = {bpb:.3f}, the number that compares across tokenizers (day 27).")
     d.text(f"The compute-optimal budget of about 20 tokens per parameter would be {chinchilla / 1e6:.0f}M tokens: "
            f"this run covered {100 * tokens / chinchilla:.2f}% of it; at the measured {res.tokens_per_s:,.0f} tokens/s "
            f"the whole budget would take {chinchilla / res.tokens_per_s / 3600:.3g} hours on this machine.")
     if n < 20e6:
         d.text(f"**Gap against the seed plan:** the plan pretrains a 20–50M-parameter model; this run trains "
-               f"{n / 1e6:.1f}M, sized for a 2-core CPU. The `gpu` preset is the 27M shape (6 × 512, block 512): "
+               f"{n / 1e6:.2g}M, sized for a 2-core CPU. The `gpu` preset is the 27M shape (6 × 512, block 512): "
                "run `make day 25 ARGS='--preset gpu'` on a CUDA GPU to close it.")
     step_s = res.tokens_per_iter / res.tokens_per_s
     d.text(f"A checkpoint holds the weights and AdamW's two moments in float32, about 12 bytes per parameter: "
@@ -172,8 +177,24 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     curves = {"train (fixed batches)": (res.history["step"], res.history["train"]),
               "val (fixed batches)": (res.history["step"], res.history["val"]),
               "train (batch)": (res.train_log["step"], res.train_log["loss"])}
-    d.image(plotting.lines(ctx.plot_path("loss"), curves, "step", "loss (nats/token)", "Pretraining loss"),
+    d.image(plotting.lines(ctx.plot_path("loss"), curves, "step", "loss (nats/token)", "Pretraining loss",
+                           hline=(math.log(cfg.vocab_size), f"uniform guess, ln {cfg.vocab_size}")),
             "Loss along the run (the same scalars are in TensorBoard)")
+    h, tl = res.history, res.train_log
+    off = tl["loss"][0] - math.log(cfg.vocab_size)
+    text = (f"What to look at: the batch loss starts at {tl['loss'][0]:.2f} nats, "
+            + ("near the dashed uniform-guess line (small initial weights give near-uniform predictions), "
+               if abs(off) < 0.5 else
+               f"{abs(off):.2f} {'above' if off > 0 else 'below'} the dashed uniform-guess line, ")
+            + f"and ends at {tl['loss'][-1]:.2f}; it is noisy because each point is one batch of {cfg.batch_size} "
+            "windows. The fixed-batch curves start at the first evaluation and are smoother: each point averages the "
+            f"same {cfg.eval_iters} batches.")
+    if h["step"]:
+        gap = h["val"][-1] - h["train"][-1]
+        text += (f" At the end val is {abs(gap):.3f} nats {'above' if gap >= 0 else 'below'} train: "
+                 + (f"no over-fitting yet, the model has seen {tokens / td.train_tokens:.2f} epochs of the data."
+                    if gap < 0.1 else "the gap that over-fitting widens."))
+    d.text(text)
     prompt = torch.tensor([td.sp.encode("Once upon a time")], device=dev)
     g = torch.Generator(device=dev).manual_seed(ctx.seed)
     out = generate(model, prompt, min(40, cfg.block_size - prompt.shape[1]), temperature=0.8, top_k=50, generator=g)
@@ -195,12 +216,25 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
            f"are recomputed). Per-step losses after the restart {'equal' if kr['losses_equal'] else 'DIFFER FROM'} "
            f"A's bit for bit, and the final weights are {'identical' if kr['weights_equal'] else 'DIFFERENT'}. "
            f"Temporary files left by the kill: {', '.join(kr['leftover_tmp']) or 'none'}.")
-    series = {"A: uninterrupted": (list(kr["full"]), list(kr["full"].values())),
-              "B: before the kill": (list(kr["killed_log"]), list(kr["killed_log"].values())),
+    diff = max(abs(kr["resumed"][s] - kr["full"][s]) for s in kr["resumed"] if s in kr["full"])
+    redo = [s for s in kr["resumed"] if s in kr["killed_log"]]
+    redo_same = all(kr["killed_log"][s] == kr["resumed"][s] for s in redo)
+    series = {"A: uninterrupted (wide pale band)": (list(kr["full"]), list(kr["full"].values())),
+              f"B: before the kill (last step {kr['last_step_before_kill']})":
+              (list(kr["killed_log"]), list(kr["killed_log"].values())),
               "B: after the restart": (list(kr["resumed"]), list(kr["resumed"].values()))}
-    d.image(plotting.lines(ctx.plot_path("kill_resume"), series, "step", "train loss (batch)",
-                           "Killed and resumed vs uninterrupted", vline=(kr["ckpt_step"], "checkpoint used")),
+    d.image(plotting.lines(ctx.plot_path("kill_resume"), series, "step", "train loss (batch, nats/token)",
+                           "Killed and resumed vs uninterrupted",
+                           vline=[(kr["ckpt_step"], f"checkpoint used (step {kr['ckpt_step']})"),
+                                  (kr["last_step_before_kill"], f"kill (after step {kr['last_step_before_kill']})")],
+                           styles={"A: uninterrupted (wide pale band)": dict(lw=7, alpha=0.3)}),
             "The restarted run lies exactly on the uninterrupted one")
+    d.text("What to look at: " + ("B's thin lines run along the middle of A's pale band from start to end: the "
+                                  "largest difference between the two runs' per-step losses is 0." if diff == 0 else
+                                  f"the two runs' per-step losses differ by up to {diff:.3g}: the resume is NOT exact.")
+           + (f" Steps {redo[0]}–{redo[-1]}, after the checkpoint and before the kill, were computed twice (orange, "
+              f"then green) and {'coincide' if redo_same else 'DIFFER'}."
+              if redo else ""))
     return {**metrics, "killed": kr["killed"], "resume_losses_equal": kr["losses_equal"],
             "resume_weights_equal": kr["weights_equal"], "resume_exact": same}
 

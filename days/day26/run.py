@@ -83,10 +83,30 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.table([{"step": s, "train CE (nats)": t, "val CE (nats)": v, "val perplexity": math.exp(v), "val bits/byte": b,
               "best": "★" if s == res.best_step else ""}
              for s, t, v, b in zip(h["step"], h["train"], h["val"], bpb)])
+    i_best = h["step"].index(res.best_step) if res.best_step in h["step"] else min(range(len(h["val"])),
+                                                                                    key=h["val"].__getitem__)
+    rises = h["val"][-1] > h["val"][i_best]
+    gap0, gap1 = h["val"][0] - h["train"][0], h["val"][-1] - h["train"][-1]
+    d.text(f"What to look at: train CE {'falls' if h['train'][-1] < h['train'][0] else 'moves'} from "
+           f"{h['train'][0]:.3f} to {h['train'][-1]:.3f} nats, while val CE bottoms out at {h['val'][i_best]:.3f} "
+           f"(★, step {h['step'][i_best]})" + (f" and then rises to {h['val'][-1]:.3f}" if rises else "")
+           + f": the train–val gap {'grows' if gap1 > gap0 else 'shrinks'} from {gap0:.3f} to {gap1:.3f} nats"
+           + (" as the model memorises its small slice. " if gap1 > gap0 else ". ")
+           + f"Perplexity = exp(CE) and bits/byte = CE / ln 2 / bytes per {unit} are the same number in other "
+           "units, so the ★ row is also the best in those columns.")
     p = plotting.lines(ctx.plot_path("perplexity"), {"train": (h["step"], [math.exp(v) for v in h["train"]]),
                        "val": (h["step"], [math.exp(v) for v in h["val"]])}, "step", "perplexity (exp of CE)",
-                       "Over-fitting a small slice: validation perplexity turns up", logy=True, markers=True)
+                       "Over-fitting a small slice: validation perplexity turns up" if rises else
+                       "Train and validation perplexity", markers=True,
+                       vline=(h["step"][i_best], f"best val, checkpoint kept (step {h['step'][i_best]})"))
     d.image(p, "Train and validation perplexity; early stopping ends the run after the val minimum")
+    d.text(f"What to look at: up to the dotted line val perplexity falls from {math.exp(h['val'][0]):.2f} to "
+           f"{math.exp(h['val'][i_best]):.2f}; after it train "
+           f"{'keeps falling' if h['train'][-1] < h['train'][i_best] else 'moves'} "
+           f"({math.exp(h['train'][i_best]):.2f} → {math.exp(h['train'][-1]):.2f}) while val "
+           + (f"climbs back ({math.exp(h['val'][i_best]):.2f} → {math.exp(h['val'][-1]):.2f}): what the model still "
+              "learns is specific to the training slice." if rises else "no longer improves.")
+           + ("" if len(h["step"]) - 1 > i_best else " Here the best evaluation is the last one: no turn yet."))
     best = GPT(mcfg).to(dev)
     saved = load_checkpoint(best_path(ckpt), best)
     full_best = full_split_loss(best, va, cfg.block_size, 64, dev)

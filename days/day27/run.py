@@ -102,6 +102,16 @@ def train_one(mcfg, td: corpus.TokenData, ev: torch.Tensor, steps: int, cfg: Con
     return res, full_split_loss(model, ev, cfg.block_size, cfg.batch_size, dev)
 
 
+def curve_text(curves: dict, why: str, eval_iters: int) -> str:
+    """'What to look at' for a bits/byte curve plot: who leads at the first evaluation and at the end."""
+    first = min(curves, key=lambda k: curves[k][1][0])
+    last = min(curves, key=lambda k: curves[k][1][-1])
+    return (f"What to look at: {why}. At the first evaluation {first} is lowest"
+            + (" and it stays lowest to the end" if first == last else f"; at the end {last} is")
+            + f" ({curves[last][1][-1]:.3f} bits/byte). The points are estimates on {eval_iters} fixed validation "
+            "batches, so the last one differs slightly from the table's score on the whole scored text.")
+
+
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d, vocabs = ctx.deliverable, sizes(cfg.vocabs)
     _, val_lines = corpus.split_lines(cfg.corpus_bytes)  # the split token_data uses, so line i is line i
@@ -140,11 +150,36 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
            f"({len(picked):,} lines, {n_bytes:,} bytes), identical for every vocabulary. The context is "
            f"{cfg.block_size} tokens for all, so a bigger vocabulary also sees more bytes per window.")
     d.table(eff)
+    e0, e1 = eff[0], eff[-1]
+    d.text(f"What to look at: from {e0['vocab']} to {e1['vocab']} each validation token carries "
+           f"{e0['val bytes/token']:.2f} → {e1['val bytes/token']:.2f} bytes, so the same {n_bytes:,} bytes take "
+           f"{e0['scored val tokens']:,} → {e1['scored val tokens']:,} tokens "
+           f"({1 - e1['scored val tokens'] / e0['scored val tokens']:.0%} fewer) and one {cfg.block_size}-token "
+           f"context covers {e0['bytes per context']:.0f} → {e1['bytes per context']:.0f} bytes. Train bytes/token "
+           + ("is a little higher than val for every vocabulary: the merges were learned on the train lines."
+              if all(r["train bytes/token"] > r["val bytes/token"] for r in eff) else
+              "and val bytes/token differ because the merges were learned on the train lines only."))
     ranks = {}
     for b, title in (("steps", f"Fixed steps: {cfg.max_iters} steps of {tok_step:,} tokens"),
                      ("compute", f"Fixed compute: the FLOPs of {label(cfg.compute_anchor)} at {cfg.max_iters} steps")):
         d.section(title)
         d.table(rows[b])
+        r0, r1 = rows[b][0], rows[b][-1]
+        same = (f"every run takes the same {r0['steps']} steps on {r0['tokens']:,} tokens, but the bigger vocabulary "
+                f"reads more text ({r0['MB text seen']:.3g} → {r1['MB text seen']:.3g} MB) and spends more FLOPs "
+                f"({r0['train TFLOP']:.3g} → {r1['train TFLOP']:.3g} TFLOP)" if b == "steps" else
+                f"every run spends the same training TFLOP (to half a step), so the bigger vocabulary, dearer per "
+                f"token, gets fewer steps ({r0['steps']} → {r1['steps']})")
+        wall, flop = r1["wall s"] / r0["wall s"], r1["train TFLOP"] / r0["train TFLOP"]
+        up_nats, down_bpb = r1["val nats/token"] > r0["val nats/token"], r1["bits/byte"] < r0["bits/byte"]
+        d.text(f"What to look at: {same}. Nats/token {'rises' if up_nats else 'falls'} from {r0['vocab']} to "
+               f"{r1['vocab']} ({r0['val nats/token']:.3f} → {r1['val nats/token']:.3f}) "
+               f"{'while' if up_nats == down_bpb else 'and'} bits/byte {'falls' if down_bpb else 'rises'} "
+               f"({r0['bits/byte']:.3f} → {r1['bits/byte']:.3f}): only bits/byte scores the same text. Wall time "
+               f"{'grows' if wall > 1 else 'shrinks'} {wall:.2f}× against {flop:.2f}× the FLOPs"
+               + (": the softmax over more logits costs time the matmul count leaves out." if wall > 1.1 * flop
+                  else ": at this size fixed costs (the first run's warm-up, evaluations) swamp the FLOPs."
+                  if wall < 0.9 * flop else "."))
         by_bpb = [r["vocab"] for r in sorted(rows[b], key=lambda r: r["bits/byte"])]
         by_ppl = [r["vocab"] for r in sorted(rows[b], key=lambda r: r["ppl/token"])]
         ranks[b] = by_bpb
@@ -154,13 +189,30 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     p1 = plotting.lines(ctx.plot_path("bpb_vs_bytes"), curves["steps"], "MB of training text seen",
                         "val bits/byte", "Fixed steps: validation bits per byte", markers=True)
     d.image(p1, "Fixed steps, plotted against the text each model has read (fixed val windows, mean bytes/token)")
+    d.text(curve_text(curves["steps"], "for the same number of steps a bigger vocabulary reaches further right: each "
+                      "token carries more bytes of text", cfg.eval_iters))
     p2 = plotting.lines(ctx.plot_path("bpb_vs_flops"), curves["compute"], "training TFLOP (matmuls)",
                         "val bits/byte", "Fixed compute: validation bits per byte", markers=True)
     d.image(p2, "Fixed compute: every curve ends at the same training FLOPs")
+    d.text(curve_text(curves["compute"], "every curve ends at the same training FLOPs, however many steps that "
+                      "took", cfg.eval_iters))
     p3 = plotting.lines(ctx.plot_path("final_bpb"), {f"fixed {b}": (vocabs, [r["bits/byte"] for r in rows[b]])
-                                                      for b in budgets}, "vocabulary size", "val bits/byte",
-                        "Final bits per byte on the same validation text", logx=True, markers=True)
+                                                      for b in budgets}, "vocabulary size (tokens, log2 axis)",
+                        "val bits/byte",
+                        "Final bits per byte on the same validation text", logx=True, markers=True,
+                        xticks=(vocabs, [label(v) for v in vocabs]))
     d.image(p3, "Final scores against vocabulary size (a bar chart from zero would hide differences of 0.1 bit)")
+    moved = [f"{r['vocab']} gets {r['steps']} steps instead of {q['steps']} and scores "
+             f"{abs(r['bits/byte'] - q['bits/byte']):.4f} bits/byte "
+             f"{'better' if r['bits/byte'] < q['bits/byte'] else 'worse'}"
+             for r, q in zip(rows["compute"], rows["steps"]) if r["steps"] != q["steps"]]
+    d.text("What to look at: "
+           + (f"the two lines meet at {label(cfg.compute_anchor)}, whose fixed-compute run is its fixed-step run. "
+              if cfg.compute_anchor in vocabs else "")
+           + "The vertical gap is what the budget changes: at fixed compute "
+           + ("; ".join(moved) or "no vocabulary changes its step count")
+           + f". The lowest point of each line is its best vocabulary: {ranks['steps'][0]} at fixed steps, "
+           f"{ranks['compute'][0]} at fixed compute.")
     d.section("Conclusion")
     out = []
     for b, what in (("steps", "fixed steps"), ("compute", "fixed compute")):

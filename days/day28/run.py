@@ -234,7 +234,7 @@ def report(res: dict, cfg: Config, ctx: runner.Context) -> dict:
     """Write the deliverable (tables, plots, text) from `measure`'s results; returns the metrics."""
     settings, name, med, best, worst = res["settings"], res["name"], res["med"], res["best"], res["worst"]
     a_ms = report_grid(res, cfg, ctx)
-    report_profile(res, ctx)
+    report_profile(res, cfg, ctx)
     serial = report_amdahl(res, ctx)
     kf = report_threads(res, cfg, ctx)
     bf = res["prof"][best]["frac"]
@@ -276,13 +276,37 @@ def report_grid(res: dict, cfg: Config, ctx: runner.Context) -> float:
     d.table([{"micro × accum": name[m], "tokens/s (median)": round(med[m]),
               "min–max over rounds": f"{min(tps[m]):,.0f}–{max(tps[m]):,.0f}", "vs best": med[m] / med[best],
               "step (ms)": tok_step / med[m] * 1e3, "fit c + a·n (ms)": c_ms + a_ms * a} for m, a in settings])
+    miss = int(np.argmax(np.abs(step_ms - (c_ms + a_ms * n_micro))))
+    fit_miss = step_ms[miss] - (c_ms + a_ms * n_micro[miss])
+    d.text(f"What to look at: *vs best* is each setting's tokens/s over the best's, *step (ms)* is the {tok_step:,} "
+           "tokens of a step divided by tokens/s, and the last column is the straight line fitted to the step times. "
+           f"The line misses most at {name[settings[miss][0]]}, where the measured step is {abs(fit_miss):.1f} ms "
+           f"{'slower' if fit_miss > 0 else 'faster'} than it predicts"
+           + (": a cost the line has no term for, such as the memory traffic of one large micro-batch."
+              if fit_miss > 0 and settings[miss][0] == settings[-1][0] else "."))
     p1 = plotting.bars(ctx.plot_path("tokens_per_s"), [name[m] for m, _ in settings], [med[m] for m, _ in settings],
                        "tokens/s (median over rounds)", "Throughput at a constant effective batch",
                        errors=np.array([[med[m] - min(tps[m]), max(tps[m]) - med[m]] for m, _ in settings]).T,
                        xlabel="micro-batch × accumulation steps")
     d.image(p1, "Median tokens/s per setting; bars span the rounds' min–max")
     share, big = a_ms * n_micro.max() / step_ms[0], settings[-1][0]
-    d.text(f"Fastest: **{name[best]}**, {med[best]:,.0f} tokens/s, {med[best] / med[worst]:.2f}× the slowest "
+    order = [m for m, _ in settings]
+    i_best = order.index(best)
+    vals = [med[m] for m in order]
+    smooth = (all(u < v for u, v in zip(vals[:i_best], vals[1:i_best + 1]))
+              and all(u > v for u, v in zip(vals[i_best:], vals[i_best + 1:])))
+    shape = (f"peaks at {name[best]}, though not smoothly on either side" if not smooth else
+             "rises with the micro-batch all the way to the largest" if i_best == len(order) - 1 else
+             "falls as the micro-batch grows" if i_best == 0 else
+             f"rises from {name[order[0]]} up to {name[best]} and falls after it")
+    second = max((m for m in order if m != best), key=med.get, default=None)
+    tie = second is not None and min(tps[best]) <= max(tps[second])
+    d.text(f"What to look at: throughput {shape}. "
+           + (f"The runner-up {name[second]} ({med[second]:,.0f}) has a min–max range that overlaps the best's, so "
+              "those two are a tie within this machine's noise. " if tie else
+              f"No other setting's min–max range reaches the best's, so {name[best]} wins beyond the noise. "
+              if second is not None else "")
+           + f"Fastest: **{name[best]}**, {med[best]:,.0f} tokens/s, {med[best] / med[worst]:.2f}× the slowest "
            f"({name[worst]}). A straight line through the step times, c + a·n over the number n of micro-batches, "
            f"gives a = {a_ms:.2f} ms of fixed cost per micro-batch and c = {c_ms:.1f} ms; at {name[settings[0][0]]} "
            f"that fixed cost would be {share:.0%} of the step."
@@ -300,16 +324,48 @@ def report_grid(res: dict, cfg: Config, ctx: runner.Context) -> float:
     return a_ms
 
 
-def report_profile(res: dict, ctx: runner.Context) -> None:
+def report_profile(res: dict, cfg: Config, ctx: runner.Context) -> None:
     """The profiler section: phase percentages per setting and the top aten ops of the fastest."""
     d, name, prof, best = ctx.deliverable, res["name"], res["prof"], res["best"]
     d.section("Where the time goes (torch.profiler)")
     d.table([{"setting": name[m], **{f"{k} %": 100 * v for k, v in pr["frac"].items()},
               "step under profiler (ms)": pr["step_ms"], "aten ops / step": round(pr["ops_per_step"])}
              for m, pr in prof.items()], floatfmt=".1f")
+    bf = prof[best]["frac"]
+    text = (f"What to look at: at {name[best]} forward + backward take {100 * (bf['forward'] + bf['backward']):.0f}% "
+            f"of the step; data, optimizer and other, which faster kernels would not touch, take "
+            f"{100 * (1 - bf['forward'] - bf['backward']):.0f}%.")
+    others = [m for m in prof if m != best]
+    if others:
+        w = others[0]
+        text += (f" {name[w]} issues {prof[w]['ops_per_step'] / prof[best]['ops_per_step']:.1f}× as many aten ops per "
+                 "step for the same tokens: the per-micro-batch overhead that the fit's a measures.")
+    unprof = {m: cfg.effective_batch * cfg.block_size / res["med"][m] * 1e3 for m in prof}
+    slower = [m for m in prof if prof[m]["step_ms"] > unprof[m]]
+    if slower:
+        text += (" Steps under the profiler are slower than unprofiled (" + ", ".join(
+            f"{name[m]}: {prof[m]['step_ms']:.1f} against {unprof[m]:.1f} ms" for m in slower)
+            + "): it adds a cost per op, so read its percentages, not its times.")
+    d.text(text)
     top = sorted(prof[best]["ops"], key=lambda k: -prof[best]["ops"][k][1])[:8]
     d.table([{"op (top by self CPU, fastest)": k, **{f"{name[m]} {w}": prof[m]["ops"].get(k, (0, 0))[i]
               for m in prof for i, w in enumerate(("calls/step", "self ms/step"))}} for k in top], floatfmt=".3g")
+    ops_b, first = prof[best]["ops"], top[0] if top else None
+    if first:
+        total = sum(t for _, t in ops_b.values())
+        text = (f"What to look at: `{first}` leads at {ops_b[first][1]:.3g} ms per step, "
+                f"{ops_b[first][1] / total:.0%} of all aten self time at {name[best]}"
+                + (" (the matrix multiplies: the work that scales with tokens)." if first == "aten::mm" else "."))
+        if others:
+            w = others[0]
+            ratio = prof[w]["ops"].get(first, (0, 0))[0] / ops_b[first][0]
+            n_w, n_b = cfg.effective_batch // w, cfg.effective_batch // best  # micro-batches per step
+            text += (f" {name[w]} calls it just as often: it runs once per optimizer step, not per micro-batch."
+                     if 0.67 <= ratio <= 1.5 else
+                     f" {name[w]} calls it {ratio:.2g}× as often, as it runs {n_w} micro-batches per step instead of "
+                     f"{n_b}" + (", each on a smaller piece of the batch: the fixed cost per call adds up."
+                                 if ratio > 1 else "."))
+        d.text(text)
     if ctx.device.type == "cuda":
         d.text("On CUDA the phase labels time the host side: kernels run asynchronously and the wait lands in "
                "`other` (the loop's finiteness check synchronises).")
@@ -320,9 +376,11 @@ def report_amdahl(res: dict, ctx: runner.Context) -> dict:
     d, name, prof, best, worst = ctx.deliverable, res["name"], res["prof"], res["best"], res["worst"]
     serial = {m: 1 - pr["frac"]["forward"] - pr["frac"]["backward"] for m, pr in prof.items()}
     ks = [2 ** i for i in range(9)]
-    p2 = plotting.lines(ctx.plot_path("amdahl"), {name[m]: (ks, [amdahl(serial[m], k) for k in ks]) for m in prof},
-                        "k: forward + backward made k× faster", "overall speed-up", "Amdahl's law from the profile",
-                        logx=True, markers=True, hline=(1 / serial[best], f"limit 1/s at {name[best]}"))
+    p2 = plotting.lines(ctx.plot_path("amdahl"), {f"{name[m]} (s = {serial[m]:.3f}, limit {1 / serial[m]:.1f}×)":
+                                                   (ks, [amdahl(serial[m], k) for k in ks]) for m in prof},
+                        "k: forward + backward made k× faster (log2)", "overall speed-up (×)",
+                        "Amdahl's law from the profile", logx=True, markers=True,
+                        hline=(1 / serial[best], f"limit 1/s = {1 / serial[best]:.1f}× at {name[best]}"))
     d.section("Amdahl's law")
     d.text(f"If forward and backward ran k× faster and nothing else did, a step would speed up by 1 / (s + (1 − s)/k) "
            f"with s the rest (data, optimizer, other). At {name[best]}: s = {serial[best]:.3f}, so k = 2 gives "
@@ -330,6 +388,11 @@ def report_amdahl(res: dict, ctx: runner.Context) -> dict:
            f"**{1 / serial[best]:.1f}×**" + (f"; at {name[worst]}, s = {serial[worst]:.3f} and the limit is "
                                              f"{1 / serial[worst]:.1f}×." if worst != best else "."))
     d.image(p2, "Speed-up against k, with the 1/s ceiling")
+    s_b = serial[best]
+    d.text(f"What to look at: each curve bends towards its own ceiling 1/s (in the legend). At {name[best]} half of "
+           f"the ceiling already needs k = (1 − s)/s = {(1 - s_b) / s_b:.0f}, and k = {ks[-1]} reaches "
+           f"{amdahl(s_b, ks[-1]):.1f}×: beyond a few-fold speed-up of forward and backward, each doubling of k gains "
+           "less, because the untouched rest of the step sets the pace.")
     return serial
 
 

@@ -84,13 +84,44 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
                                                   for k, v in schedules(cfg)[n].items()),
               "final val loss (whole split)": r["final"], "val slope, last 20% (per 100 steps)": r["slope"],
               "chosen": "★" if n == best else ""} for n, r in results.items()])
-    p = plotting.lines(ctx.plot_path("val_loss"), {n: (r["steps"], r["val"]) for n, r in results.items()}, "step",
-                       "val loss (nats/char)", "Validation loss per schedule", markers=True)
-    d.image(p, "Validation loss along training")
+    order = sorted(results, key=lambda n: results[n]["final"])
+    gap = results[order[1]]["final"] - results[order[0]]["final"] if len(order) > 1 else float("nan")
+    steep = min(results, key=lambda n: results[n]["slope"] if np.isfinite(results[n]["slope"]) else np.inf)
+    finals = ", ".join(f"{n} {results[n]['final']:.3f}" for n in order)
+    d.text(f"What to look at: the final losses are {finals}; "
+           f"{order[0]} leads by {gap:.3f} nats, {'more' if gap > cfg.tie_margin else 'less'} than the "
+           f"{cfg.tie_margin} tie margin. The slope column is the fitted change of val loss per 100 steps over the "
+           + (f"last 20%: {steep} falls fastest there ({results[steep]['slope']:.3f}), the mark of a decay that is "
+              "still converting progress into loss at the end." if np.isfinite(results[steep]["slope"]) else
+              "last 20%: too few evaluations there to fit one."))
     steps = list(range(cfg.max_iters))
     lrs = {n: (steps, [lr_at(i, tc) for i in steps]) for n, tc in tcs.items()}
+    peak = {n: max(v) for n, (_, v) in lrs.items()}
+    # the step where each schedule last sits at its peak (after it, the decay)
+    decay_at = {n: max(i for i, v in zip(*lrs[n]) if v >= 0.999 * peak[n]) for n in lrs}
+    wsd = "wsd" if "wsd" in lrs else max(decay_at, key=decay_at.get)
+    p = plotting.lines(ctx.plot_path("val_loss"), {n: (r["steps"], r["val"]) for n, r in results.items()}, "step",
+                       "val loss (nats/char, fixed batches)", "Validation loss per schedule", markers=True,
+                       vline=(decay_at[wsd], f"{wsd} starts its decay (step {decay_at[wsd]})"))
+    d.image(p, "Validation loss along training")
+    before = {n: next((v for s_, v in zip(r["steps"][::-1], r["val"][::-1]) if s_ <= decay_at[wsd]), r["val"][0])
+              for n, r in results.items()}
+    drop = {n: before[n] - r["val"][-1] for n, r in results.items()}
+    lead_mid = min(results, key=lambda n: before[n])
+    d.text(f"What to look at: at the dotted line, where {wsd} leaves its peak rate, {lead_mid} is lowest"
+           + (f" and {wsd} is {before[wsd] - before[lead_mid]:.3f} nats behind" if lead_mid != wsd else "")
+           + f". From there to the end {wsd} drops {drop[wsd]:.3f} nats against "
+           + ", ".join(f"{drop[n]:.3f} for {n}" for n in results if n != wsd)
+           + (": the short final anneal turns the high-rate progress into loss." if drop[wsd] == max(drop.values())
+              else "."))
     p2 = plotting.lines(ctx.plot_path("schedules"), lrs, "step", "learning rate", "The three schedules")
     d.image(p2, "Learning rate per step")
+    mean = {n: float(np.mean(v)) for n, (_, v) in lrs.items()}
+    d.text(f"What to look at: all three reach the same peak, {max(peak.values()):g}; they differ in how long they "
+           "stay near it. Average rate over the run: "
+           + ", ".join(f"{n} {mean[n]:.2g}" for n in lrs)
+           + (f" — {wsd} moves {mean[wsd] / mean['cosine']:.2f}× cosine's total step size."
+              if "cosine" in mean and wsd != "cosine" else "."))
     d.text(f"Rule: the lowest final loss on the whole validation split wins; schedules within {cfg.tie_margin} nats of "
            f"it tie, and the tie goes to the lower mean over the last three evaluations. By that rule: **{best}** "
            f"({results[best]['final']:.4f}).")

@@ -136,6 +136,14 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     check = check_recipe(loaded)
     d.section("The best configuration")
     d.table(rows)
+    tr, seq = recipe["train"], recipe["data"]["micro_batch"] * recipe["train"]["grad_accum"] * \
+        recipe["model"]["block_size"]
+    tpp = tr["max_iters"] * seq / check["params"]
+    d.text(f"What to look at: each row is one decision and, in *evidence*, the reference metric it was read from: "
+           "the recipe is assembled from days 23–29, not measured again here. The token budget is "
+           f"{tpp:.0f} tokens per parameter ({'' if 15 <= tpp <= 25 else 'against '}Chinchilla's rule of about "
+           f"20), cut into {tr['max_iters']:,} steps of {seq:,} tokens = micro-batch {recipe['data']['micro_batch']} × "
+           f"{tr['grad_accum']} accumulation × block {recipe['model']['block_size']}.")
     d.text(f"Saved to `{path.name}`. Reloaded, it builds a {check['params']:,}-parameter GPT "
            f"({'inside' if check['in_range'] else 'OUTSIDE'} the 20–50M target) and a valid TrainConfig "
            f"({recipe['train']['max_iters']:,} steps, peak learning rate {check['peak_lr']:g}). Choices made on "
@@ -150,9 +158,18 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.table([{**r, "relative gap": f"{r['relative gap']:.2%}", "seed spread (1 std)":
               "—" if r["seed spread (1 std)"] is None else f"{r['seed spread (1 std)']:.2%}"} for r in noise])
     within = [r["choice"].split(" (")[0] for r in noise if r["verdict"] == "within noise"]
-    d.text("Within noise: " + ", ".join(within) + ". Keep them as defaults, and re-run the ablation with more "
-            "seeds (or at the GPU size) before relying on them." if within else
-            "No choice is within noise by this rule; with one seed each, that is still weak evidence.")
+    spread = next((r["seed spread (1 std)"] for r in noise if r["seed spread (1 std)"] is not None), None)
+    if noise:
+        d.text("What to look at: *relative gap* = (runner-up − winner) / winner"
+               + (f", set against two seed spreads, {2 * spread:.2%}: " if spread is not None else
+                  "; no seed spread is recorded (day 6 has no reference run), so no verdict: ")
+               + "; ".join(f"{r['choice'].split(' (')[0]} {r['relative gap']:.2%}"
+                           + (f" → {r['verdict']}" if spread is not None else "") for r in noise) + ".")
+    one = len(within) == 1
+    d.text("Within noise: " + ", ".join(within) + f". Keep {'it as a default' if one else 'them as defaults'}, and "
+           "re-run the ablation with more seeds (or at the GPU size) before relying on "
+           f"{'it' if one else 'them'}." if within else
+           "No choice is within noise by this rule; with one seed each, that is still weak evidence.")
 
     sheet = (HERE / "cheatsheet.md").read_text(encoding="utf-8")
     d.section("Cheat sheet")
