@@ -28,7 +28,7 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $(STAMP)
 
-.PHONY: help venv day reproduce snapshot data exercise solution read gpu-extras vllm-env test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
+.PHONY: help venv day reproduce snapshot data exercise solution read hardware gpu-extras vllm-env test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
 
 help: ## list the targets
 	@echo "100 Days of AI. The two commands: 'make day 1' and 'make test'."
@@ -80,6 +80,9 @@ hours: $(STAMP) ## make hours N read=1.5 code=2 log=0.5 [math=..]: add time spen
 
 bench-nanogpt: $(STAMP) ## train nanoGPT's CPU baby config with our code (NANOGPT=path also runs nanoGPT)
 	$(PY) -m days.day07.run --preset nanogpt --out logs/bench_nanogpt $(if $(NANOGPT),nanogpt_dir=$(NANOGPT)) $(ARGS)
+
+hardware: $(STAMP) ## re-measure this machine's matmul peaks (float32, bfloat16) on a quiet machine; show what dtype=auto picks
+	@$(PY) -m common.lab.hardware
 
 gpu-extras: $(STAMP) ## on a CUDA machine: flash-attn and bitsandbytes into .venv (requirements-gpu.txt)
 	$(PY) -m pip install --no-build-isolation -r requirements-gpu.txt

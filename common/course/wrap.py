@@ -77,14 +77,14 @@ def results_section(root: Path, days: list[int], sprint: int) -> str:
     lines = [begin, "", f"## Sprint {sprint} results: {info['title']}", "",
              "Numbers from each day's committed reference run on the 2-core CPU machine "
              f"(`days/dayNN/reference.json`); regenerate this section with `make day {sprint * 10}`.", "",
-             "| Day | Focus | Key results | Reproduce |", "|---:|---|---|---|"]
+             "| Day | Focus | Key results | Training: dtype, tokens/s, MFU | Reproduce |", "|---:|---|---|---|---|"]
     figures = []
     for n in days:
         ref = DayFiles(root, n).reference()
         shown = "not run yet" if ref is None else "<br>".join(
             f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
             for k, v in key_metrics(ref["metrics"], ref.get("key_metrics")))
-        lines.append(f"| {n} | {curriculum.day(n).focus} | {shown} | `make day {n}` |")
+        lines.append(f"| {n} | {curriculum.day(n).focus} | {shown} | {throughput_cell(ref)} | `make day {n}` |")
         figures += [(n, p) for p in DayFiles(root, n).plots()]
     lines += ["", f"### Sprint {sprint} figures", ""]
     for n, p in figures:
@@ -92,6 +92,15 @@ def results_section(root: Path, days: list[int], sprint: int) -> str:
                   f"![{p.stem}](plots/{p.name})", ""]
     lines += [end]
     return "\n".join(lines)
+
+
+def throughput_cell(ref: dict | None) -> str:
+    """The day's main training run (most steps) from its reference: dtype, tokens/s and MFU; — if it trains none."""
+    rows = [r for r in (ref or {}).get("throughput", []) if r.get("mfu") is not None]
+    if not rows:
+        return "—"
+    r = max(rows, key=lambda r: r["steps"])
+    return f"{r['dtype']}, {r['tokens_per_s']:,.0f} tok/s, MFU {r['mfu']:.1%}"
 
 
 def key_metrics(metrics: dict, keys: list[str] | None = None, n: int = 5) -> list[tuple]:

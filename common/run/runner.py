@@ -117,6 +117,7 @@ class Context:
     env: dict = field(default_factory=dict)
     kind: str = "scratch"      # reference | mine | variant | quick | scratch (see the module docstring)
     label: str = ""            # a variant's name, from its overrides
+    throughput: list = field(default_factory=list)  # one row per ctx.train run: dtype, tokens/s, MFU
 
     @property
     def name(self) -> str:
@@ -162,7 +163,25 @@ class Context:
 
         kw.setdefault("show_progress", not self.quick)
         tracker = kw.pop("tracker", None) or (self.tracker.scoped(run) if run else self.tracker)
-        return train(model, train_batches, val_batches, tc, self.device, tracker, **kw)
+        res = train(model, train_batches, val_batches, tc, self.device, tracker, **kw)
+        self.record_throughput(run or "train", res, model, train_batches.block_size)
+        return res
+
+    def record_throughput(self, run: str, res, model, seq_len: int) -> dict:
+        """Tokens/s and model FLOP utilisation of one training run, for the deliverable's throughput table
+        and summary.json (`ctx.train` calls it; a day that trains through `common.train.train` directly can)."""
+        from common.lab import hardware
+        from common.nn.model import flops_per_token
+
+        cfg = getattr(model, "cfg", None)
+        fpt = flops_per_token(cfg, seq_len) if cfg is not None and hasattr(cfg, "n_embd") else None
+        tps = res.tokens_per_s
+        row = {"run": run, "dtype": res.dtype, "why": res.dtype_reason, "steps": len(res.iter_times),
+               "tokens_per_s": round(tps, 1), "flops_per_token": fpt,
+               "mfu": round(hardware.mfu(tps, fpt, res.dtype, self.device), 4) if fpt and tps == tps else None,
+               "peak_gflops": hardware.matmul_peak(res.dtype, self.device)}
+        self.throughput.append(row)
+        return row
 
     def cache_dir(self, shared: str | None = None) -> Path:
         """Artifacts worth reusing across runs (checkpoints, tokenizers): `.cache/dayNN` under `base`.
@@ -271,6 +290,10 @@ def execute(day: int, cfg_cls, presets: dict, main: Callable, *, quick: bool = F
                   "replace)", flush=True)
     ctx = Context(day, cfg, preset, dev, seed, quick, root, out, run_id, tracker, Deliverable(deliv_path), env,
                   kind=kind, label=label)
+    if not quick and dev.type in ("cpu", "cuda"):  # the MFU denominators, measured (or read) before any timing
+        from common.lab import hardware
+        for dt in ("float32", "bfloat16"):
+            hardware.matmul_peak(dt, dev)
     t0 = time.time()
     module = sys.modules.get(main.__module__)
     summary = {"day": day, "run_id": run_id, "preset": preset, "seed": seed, "quick": quick,
@@ -287,7 +310,7 @@ def execute(day: int, cfg_cls, presets: dict, main: Callable, *, quick: bool = F
         tracker.close()
         raise
     wall = round(time.time() - t0, 2)
-    summary.update(status="ok", wall_time_s=wall, metrics=metrics)
+    summary.update(status="ok", wall_time_s=wall, metrics=metrics, throughput=ctx.throughput)
     tracker.summary(**summary)
     tracker.close()
     atomic.write_text(base / "logs" / name / "LATEST", run_id + "\n")
@@ -296,7 +319,8 @@ def execute(day: int, cfg_cls, presets: dict, main: Callable, *, quick: bool = F
         atomic.write_json(ref_path, {"day": day, "preset": preset, "seed": seed, "run_id": run_id,
                                      "wall_time_s": wall, "config": config.to_dict(cfg), "env": env,
                                      "metric_kinds": summary["metric_kinds"], "key_metrics": summary["key_metrics"],
-                                     "presets": resolved_presets(cfg_cls, presets), "metrics": metrics})
+                                     "presets": resolved_presets(cfg_cls, presets), "metrics": metrics,
+                                     "throughput": ctx.throughput})
     reference = files.reference()
     defaults = config.to_dict(config.resolve(cfg_cls, presets, _preset_key(default, presets)))
     atomic.write_text(deliv_path, _render(ctx, ban, metrics, reference, wall, defaults))
@@ -366,7 +390,7 @@ def _render(ctx: Context, ban: str, metrics: dict, reference: dict | None, wall:
             f"Run `{ctx.run_id}`, wall time {wall:.1f} s. Config (`{ctx.preset}` preset):", "",
             "```yaml", config.to_yaml(ctx.cfg).rstrip(), "```", ""]
     body = ctx.deliverable.render()
-    tail = ["", "## Key metrics", ""]
+    tail = _throughput_section(ctx.throughput) + ["", "## Key metrics", ""]
     rows = []
     ref_metrics = (reference or {}).get("metrics", {})
     same_preset = reference is not None and reference.get("preset") == ctx.preset
@@ -387,6 +411,27 @@ def _render(ctx: Context, ban: str, metrics: dict, reference: dict | None, wall:
                  f"{re_env.get('cpu_count')} cpus, torch {re_env.get('torch')}, device {re_env.get('device')}. "
                  "Timings on another machine differ; compare ratios measured in one run._"]
     return "\n".join(head) + "\n" + body + "\n".join(tail) + "\n"
+
+
+def _throughput_section(rows: list[dict]) -> list[str]:
+    """Every training run's dtype, tokens/s and MFU against the measured matmul peak of its dtype."""
+    if not rows:
+        return []
+    table = [{"run": r["run"], "dtype": r["dtype"], "steps": r["steps"], "tokens/s": f"{r['tokens_per_s']:,.0f}",
+              "MFLOP/token": "—" if r["flops_per_token"] is None else f"{r['flops_per_token'] / 1e6:.3g}",
+              "MFU": "—" if r["mfu"] is None else f"{r['mfu']:.1%}",
+              "peak of the dtype (GFLOP/s)": f"{r['peak_gflops']:,.0f}"} for r in rows]
+    best = max((r for r in rows if r["mfu"] is not None), key=lambda r: r["mfu"], default=None)
+    why = sorted({r["why"] for r in rows if r["why"]})
+    return ["", "## Throughput and precision", "",
+            tabulate(table, headers="keys", tablefmt="github", disable_numparse=True), "",
+            "MFU (model FLOP utilisation) = tokens/s × matmul FLOPs per token (3× the forward's, "
+            "`flops_per_token`) ÷ this machine's measured matmul peak in the run's dtype "
+            "(`common/lab/hardware.py`, measured once and cached). "
+            + (f"What to look at: the best run, `{best['run']}`, uses {best['mfu']:.1%} of the peak; the rest of "
+               "the time goes to the ops the FLOP count leaves out (norms, softmax, optimizer, data) and to matrices "
+               "too small to run at peak. " if best else "")
+            + "Precision: " + "; ".join(why) + "."]
 
 
 def cli(day: int, cfg_cls, presets: dict, main: Callable, argv: list[str] | None = None) -> int:

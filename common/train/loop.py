@@ -12,7 +12,11 @@ loop. What it guarantees:
   * the phases of a step run under `torch.profiler.record_function` labels `data`, `forward`,
     `backward` and `optimizer`, so a profiler around `train()` shows where the time goes (day 28);
   * a non-finite loss stops the run with the step number (`UserError`), never silently;
-  * timings exclude evaluation and checkpointing: `tokens_per_s` is training throughput.
+  * timings exclude evaluation and checkpointing: `tokens_per_s` is training throughput;
+  * `dtype="auto"` (the default) is resolved once per run by `common.lab.hardware.choose_dtype`:
+    bfloat16 autocast where this machine and model width make it faster, float32 elsewhere. Weights,
+    gradients and optimizer state stay float32 either way; `result.dtype` and `.dtype_reason` say
+    what ran and why.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 from torch.profiler import record_function
 
 from common.data.loaders import BatchSource
-from common.lab import determinism
+from common.lab import determinism, hardware
 from common.run.errors import UserError
 from common.run.progress_bar import progress
 from common.train.checkpoint import best_path, load_checkpoint, save_checkpoint
@@ -54,7 +58,7 @@ class TrainConfig:
     compile: bool = False        # torch.compile the model (day 2)
     compile_mode: str = "default"     # default | reduce-overhead | max-autotune
     compile_backend: str = "inductor"  # inductor: generated kernels; eager: tracing only (tests)
-    dtype: str = "float32"       # float32 | bfloat16 | float16 (autocast)
+    dtype: str = "auto"          # auto | float32 | bfloat16 | float16 (autocast); auto: common/lab/hardware.py
     ckpt_interval: int = 0       # save every N iters (0: only at the end, if a path is given)
     early_stop_patience: int = 0  # stop after this many evaluations without a new best val loss (0: off)
     nan_policy: str = "stop"     # stop | skip: what a non-finite loss or gradient does (day 17)
@@ -98,6 +102,8 @@ class TrainResult:
     first_iter_s: float = 0.0                        # includes torch.compile's compilation
     wall_s: float = 0.0
     final_iter: int = 0
+    dtype: str = "float32"                           # what the run computed in (`auto` resolved)
+    dtype_reason: str = ""                           # why, in one sentence
 
     @property
     def tokens_per_s(self) -> float:
@@ -193,6 +199,8 @@ def train(model, train_batches: BatchSource, val_batches: BatchSource, cfg: Trai
     """
     device = torch.device(device)
     model.to(device)
+    dtype, why = hardware.choose_dtype(cfg.dtype, getattr(getattr(model, "cfg", None), "n_embd", None), device)
+    cfg = dataclasses.replace(cfg, dtype=dtype)  # `auto` resolved once, before the first step
     if optimizer is None:
         optimizer = model.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), device.type)
     start = 0
@@ -207,7 +215,8 @@ def train(model, train_batches: BatchSource, val_batches: BatchSource, cfg: Trai
     step_model = torch.compile(model, mode=cfg.compile_mode, backend=cfg.compile_backend) if cfg.compile else model
     scaler = torch.amp.GradScaler(device.type, enabled=(cfg.dtype == "float16" and device.type == "cuda"))
     eval_sets = {"train": train_batches.fixed(cfg.eval_iters), "val": val_batches.fixed(cfg.eval_iters)}
-    res = TrainResult(tokens_per_iter=train_batches.batch_size * train_batches.block_size * cfg.grad_accum)
+    res = TrainResult(tokens_per_iter=train_batches.batch_size * train_batches.block_size * cfg.grad_accum,
+                      dtype=dtype, dtype_reason=why)
     t_start = time.perf_counter()
     model.train()
 

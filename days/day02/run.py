@@ -4,6 +4,11 @@ Two trainings of the same model from the same seed (eager, then compiled) give t
 the compile time and the peak memory; an interleaved step benchmark afterwards gives the speed
 ratio (alternating eager and compiled steps, so machine noise hits both alike). The number of
 steps that pays back the compile time is computed from those two measurements.
+
+Part 2 is the other speed-up a CPU may offer: bfloat16 autocast. The machine's matmul peak per
+dtype (common/lab/hardware.py, cached) and one training step per model width in float32 and in
+bfloat16, interleaved, show where bfloat16 pays; that measurement is what `dtype=auto` relies on
+(bfloat16 only with matrix units and from `hardware.BF16_MIN_WIDTH` up).
 """
 
 from __future__ import annotations
@@ -14,10 +19,10 @@ from dataclasses import dataclass
 import torch
 
 from common import data
-from common.lab import bench, determinism
+from common.lab import bench, determinism, hardware
 from common.nn.model import GPT, gpt_config
 from common.run import plotting, runner
-from common.train import train_config_for
+from common.train import autocast, train_config_for
 
 DAY = 2
 # How `make reproduce` compares each metric: everything not listed is exact (deterministic).
@@ -28,6 +33,10 @@ METRIC_KINDS = {
     "compile_speedup": "timing",
     "compile_time_s": "timing",
     "amortise_steps": "timing",
+    "matmul_peak_*": "timing",
+    "bf16_matmul_speedup": "timing",
+    "bf16_step_speedup_*": "timing",
+    "bf16_pays_from_width": "timing",
 }
 
 
@@ -43,11 +52,15 @@ class Config:
     compile_mode: str = "default"   # default | reduce-overhead | max-autotune
     compile_backend: str = "inductor"  # inductor generates fused C++ (CPU) / Triton (CUDA) kernels
     bench_steps: int = 40       # interleaved timed steps per variant after warm-up
+    precision_widths: str = "128,256,384"  # model widths for the bfloat16 vs float32 step benchmark
+    precision_block: int = 128  # its context length (batch_size sequences per step)
+    precision_steps: int = 5    # interleaved timed steps per width and dtype
 
 
 PRESETS = {
     "nano": dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=4, steps=6, bench_steps=4,
-                 compile_backend="eager"),  # dynamo tracing only: exercises the path in seconds
+                 compile_backend="eager",  # dynamo tracing only: exercises the path in seconds
+                 precision_widths="32,64", precision_block=32, precision_steps=2),
     "cpu": {},
     "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=64, steps=500),
 }
@@ -153,10 +166,73 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
             "compilation reorders floating-point work, so the curves agree closely but not bit for bit")
     d.text(f"On this {ctx.device.type.upper()} run the compiled step is {verdict}, so {pay}. "
            f"The largest gap between the two loss curves is {gap:.2e}: {same}.")
-    return {"eager_tokens_per_s": round(tokens / eager_t), "compiled_tokens_per_s": round(tokens / comp_t),
-            "compile_speedup": round(speedup, 3), "compile_time_s": round(compile_s, 2),
-            "amortise_steps": round(amortise) if amortise != float("inf") else "never",
-            "max_loss_gap": float(f"{gap:.3g}")}
+    metrics = {"eager_tokens_per_s": round(tokens / eager_t), "compiled_tokens_per_s": round(tokens / comp_t),
+               "compile_speedup": round(speedup, 3), "compile_time_s": round(compile_s, 2),
+               "amortise_steps": round(amortise) if amortise != float("inf") else "never",
+               "max_loss_gap": float(f"{gap:.3g}")}
+    return {**metrics, **precision(cfg, ctx, tok.vocab_size, tb)}
+
+
+def precision(cfg: Config, ctx: runner.Context, vocab_size: int, tb) -> dict:
+    """Part 2: matmul peaks per dtype, and a training step per width in float32 vs bfloat16 autocast."""
+    d, dev = ctx.deliverable, ctx.device
+    d.section("bfloat16 autocast vs float32")
+    peaks = {dt: hardware.matmul_peak(dt, dev) for dt in ("float32", "bfloat16")}
+    ratio = peaks["bfloat16"] / peaks["float32"]
+    d.text(f"Matmul peak of this machine (square multiplies up to 2048, best of several, cached in "
+           f"`{hardware.cache_path().name}`): float32 {peaks['float32']:,.0f} GFLOP/s, bfloat16 "
+           f"{peaks['bfloat16']:,.0f} GFLOP/s, a ratio of {ratio:.2f}. What to look at: "
+           + (f"a ratio this far above 1 means the CPU has matrix units for bfloat16 (AMX or AVX512-BF16); `auto` "
+              f"counts on it from {hardware.BF16_MIN_SPEEDUP:g}x." if ratio >= hardware.BF16_MIN_SPEEDUP else
+              "bfloat16 is not clearly faster here (no matrix units, or it is emulated), so `auto` keeps float32 "
+              "for every model."))
+    rows, speed = [], {}
+    data_x, data_y = data.Batches(tb.tokens, cfg.precision_block, cfg.batch_size, dev).sample(
+        generator=torch.Generator().manual_seed(0))
+    for w in (int(v) for v in cfg.precision_widths.split(",")):
+        determinism.seed_everything(ctx.seed)
+        mcfg = gpt_config("baby", vocab_size=vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=w,
+                          block_size=cfg.precision_block)
+        model = GPT(mcfg).to(dev)
+        opt = model.configure_optimizer(0.1, 1e-4, (0.9, 0.99), dev.type)
+
+        def step(dtype, model=model, opt=opt):
+            with autocast(dev, dtype):
+                _, loss = model(data_x, data_y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        t = bench.compare({dt: (lambda dt=dt: step(dt)) for dt in ("float32", "bfloat16")},
+                          rounds=cfg.precision_steps, repeats=1, warmup=2, device=dev)
+        speed[w] = t["float32"].median / t["bfloat16"].median
+        tokens = cfg.batch_size * cfg.precision_block
+        rows.append({"width": w, "params": model.num_params(), "float32 step": bench.fmt_seconds(t["float32"].median),
+                     "bfloat16 step": bench.fmt_seconds(t["bfloat16"].median),
+                     "bfloat16 tokens/s": round(tokens / t["bfloat16"].median),
+                     "bfloat16 speed-up": round(speed[w], 2), "auto picks": hardware.choose_dtype("auto", w, dev)[0]})
+    d.table(rows)
+    pays = next((w for w in sorted(speed) if all(speed[v] > 1 for v in speed if v >= w)), None)
+    ws = sorted(speed)
+    grows = all(speed[a] < speed[b] for a, b in zip(ws, ws[1:]))
+    auto_ok = all(r["auto picks"] == "float32" or speed[r["width"]] > 1 for r in rows)
+    d.text(f"One training step (forward, backward, AdamW) of a {cfg.n_layer}-layer model on {cfg.batch_size} × "
+           f"{cfg.precision_block} tokens, {cfg.precision_steps} interleaved steps per dtype and width. What to look "
+           "at: the speed-up column "
+           + ("grows with width: bigger matrices spend more of the step in the multiplies bfloat16 accelerates, while "
+              "the casts, norms and optimizer cost the same in both dtypes. " if grows else
+              "does not grow steadily with width here: at these sizes the casts, norms and optimizer, which cost the "
+              "same in both dtypes, and timing noise outweigh the faster multiplies. ")
+           + (f"bfloat16 is faster at every width from {pays} on; " if pays else
+              "there is no width from which bfloat16 stays faster; ")
+           + f"`auto` uses it from width {hardware.BF16_MIN_WIDTH} when the matmul ratio is at least "
+           f"{hardware.BF16_MIN_SPEEDUP:g}x, and on this run it "
+           + ("never picks a slower dtype." if auto_ok else "PICKS A SLOWER DTYPE at some width: the threshold needs "
+              "revisiting for this machine."))
+    return {"matmul_peak_float32": peaks["float32"], "matmul_peak_bfloat16": peaks["bfloat16"],
+            "bf16_matmul_speedup": round(ratio, 2),
+            **{f"bf16_step_speedup_{w}": round(v, 3) for w, v in speed.items()},
+            "bf16_pays_from_width": pays if pays is not None else "never"}
 
 
 if __name__ == "__main__":

@@ -135,6 +135,8 @@ def main(cfg: Config, ctx) -> dict:
         same = [train_once(cfg, ctx.seed, corpus, dev, tracker=ctx.tracker.scoped(f"seed{ctx.seed}_run{i}"))
                 for i in range(cfg.n_runs)]
         diff = [same[0]] + [train_once(cfg, s, corpus, dev, tracker=ctx.tracker.scoped(f"seed{s}")) for s in seeds[1:]]
+        for s, (res, model) in zip(seeds, diff):
+            ctx.record_throughput(f"seed {s}", res, model, cfg.block_size)
         threads = torch.get_num_threads()
         short = train_once(cfg, ctx.seed, corpus, dev, cfg.thread_check_iters)
         torch.set_num_threads(1)

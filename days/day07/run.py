@@ -35,6 +35,7 @@ METRIC_KINDS = {
     "tokens_per_s": "timing",
     "ms_per_iter": "timing",
     "time_to_target_s": "timing",
+    "other_dtype_speed_ratio": "timing",
 }
 # nanoGPT (commit 3adf61e) on this project's reference machine, torch 2.13.0 CPU, 2 threads, 2026-11-21;
 # see shared/REFERENCE.md. Used only for comparison tables, never as our results.
@@ -69,6 +70,7 @@ class Config:
     sample_chars: int = 400
     compile: bool = False
     dtype: str = "float32"
+    dtype_check: bool = True     # train a twin in the other dtype (bfloat16 <-> float32) for the same steps
     nanogpt_dir: str = ""        # a nanoGPT checkout: with --preset nanogpt, run it too, back to back
 
 
@@ -82,7 +84,7 @@ PRESETS = {
     # the seed's 10.7M-parameter model (target val loss 1.47 +- 5%)
     "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2, batch_size=64, max_iters=5000,
                 lr=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=5000, eval_interval=250, eval_iters=200,
-                target_loss=1.47, compile=True, dtype="bfloat16"),
+                target_loss=1.47, compile=True, dtype="bfloat16", dtype_check=False),
 }
 
 
@@ -149,6 +151,31 @@ def battery(mcfg, tb, device, steps, lr) -> list[dict]:
     # <<< exercise day07.battery
 
 
+def other_dtype(cfg: Config, ctx: runner.Context, mcfg, tb, vb, res) -> dict:
+    """The same run (seed, init, batches, schedule) in the other dtype: val loss at equal steps and speed."""
+    d, dev = ctx.deliverable, ctx.device
+    other = "bfloat16" if res.dtype == "float32" else "float32"
+    torch.manual_seed(ctx.seed)
+    twin = GPT(mcfg).to(dev)
+    r2 = train(twin, tb, vb, train_config_for(cfg, dtype=other), dev, ctx.tracker.scoped(other),
+               show_progress=not ctx.quick)
+    ctx.record_throughput(f"twin in {other}", r2, twin, cfg.block_size)
+    rel = (r2.final_val - res.final_val) / res.final_val
+    speed = r2.tokens_per_s / res.tokens_per_s
+    d.section(f"The same run in {other}")
+    d.table([{"dtype": res.dtype, "val loss": res.final_val, "tokens/s": f"{res.tokens_per_s:,.0f}"},
+             {"dtype": other, "val loss": r2.final_val, "tokens/s": f"{r2.tokens_per_s:,.0f}"}], floatfmt=".4f")
+    d.text(f"Same seed, initial weights, batches and schedule, {len(r2.iter_times)} steps, autocast around the forward "
+           f"pass; weights and AdamW state float32 in both. What to look at: {other}'s final val loss is "
+           f"{abs(rel):.2%} {'above' if rel > 0 else 'below'} {res.dtype}'s "
+           f"({'within' if abs(rel) <= 0.01 else 'OUTSIDE'} 1%), and it runs at {speed:.2f}× the tokens/s: "
+           + ("faster." if speed > 1 else f"slower, as expected for a model only {mcfg.n_embd} wide, where the casts "
+              "around small matrices cost more than the faster multiply saves (day 2, part 2); `dtype=auto` keeps "
+              "float32 here."))
+    return {"other_dtype": other, "other_dtype_val_loss": round(r2.final_val, 4),
+            "other_dtype_val_rel_diff": round(rel, 5), "other_dtype_speed_ratio": round(speed, 3)}
+
+
 def main(cfg: Config, ctx: runner.Context) -> dict:
     dev, d = ctx.device, ctx.deliverable
     tok, train_ids, val_ids = data.char_corpus()
@@ -168,6 +195,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     init = evaluate(model, {"train": tb.fixed(cfg.eval_iters), "val": vb.fixed(cfg.eval_iters)}, dev, cfg.dtype)
     ckpt = ctx.out / "checkpoints" / "day07_ckpt.pt"
     res = train(model, tb, vb, tc, dev, ctx.tracker, ckpt_path=ckpt, show_progress=not ctx.quick)
+    ctx.record_throughput("train", res, model, cfg.block_size)
     h = res.history
     reached = next(((s, t, v) for s, t, v in zip(h["step"], h["time"], h["val"]) if v <= cfg.target_loss), None)
     full_val = full_split_loss(model, val_ids, cfg.block_size, 64, dev, cfg.dtype)
@@ -246,6 +274,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
                "time_to_target_s": round(reached[1], 1) if reached else "not reached", "overfit_loss": overfit,
                "params": model.num_params(), "tokens_seen": tokens_seen,
                "checks_passed": sum(r["pass"] for r in checks)}
+    if cfg.dtype_check:
+        metrics.update(other_dtype(cfg, ctx, mcfg, tb, vb, res))
     if ctx.preset == "gpu":  # the seed's GPU targets, filled only by the GPU-size run
         metrics["val_loss_gpu"] = metrics["val_loss"]
         metrics["train_loss_gpu"] = metrics["train_loss"]

@@ -78,6 +78,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         rec = Recorder(ctx.tracker.scoped(f"{'sgd' if sgd else 'adamw'}_lr{lr:g}_wd{wd:g}_clip{clip:g}"))
         try:
             res = train(model, tb, vb, tc, dev, rec, optimizer=opt, show_progress=False)
+            ctx.record_throughput(f"{'sgd' if sgd else 'adamw'} lr {lr:g} wd {wd:g} clip {clip:g}", res, model,
+                                  cfg.block_size)
             outcome, val = "trained", res.final_val
         except UserError as e:
             outcome, val = f"diverged: {str(e).split(': ', 1)[0].replace('Stopped', 'stopped')}", float("nan")

@@ -116,6 +116,7 @@ def one_run(name, lr, warmup, cfg, ctx, corpus):
         res = train(model, data.Batches(tr, cfg.block_size, cfg.batch_size, ctx.device),
                     data.Batches(va, cfg.block_size, cfg.batch_size, ctx.device, seed=ctx.seed),
                     tc, ctx.device, trk, show_progress=not ctx.quick, optimizer=opt)
+        ctx.record_throughput(name, res, model, cfg.block_size)
         val = res.final_val
     except UserError as e:
         diverged_at = int(re.search(r"step (\d+)", str(e)).group(1))

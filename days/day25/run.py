@@ -1,10 +1,14 @@
 """Day 25: the first real pretraining run — checkpointing on, TensorBoard curves, and kill-and-resume.
 
-Part 1 trains the `pretrain_cpu` shape (day 24) on the Sprint 3 corpus (16k BPE shards, streaming
-loader) with checkpoints every `ckpt_interval` steps; `resume=true` continues a stopped run from its
-checkpoint. Part 2 is the resume check at a small size, with real processes: one worker trains
-uninterrupted; another is SIGKILLed mid-run by this script, then restarted from its last checkpoint.
-The restarted run's per-step losses and final weights must equal the uninterrupted run's exactly.
+Part 1 trains day 24's `pretrain_27m` shape (6 x 512, 27M parameters) at half its context (256) on
+the Sprint 3 corpus (16k BPE shards, streaming loader) with checkpoints every `ckpt_interval` steps;
+`resume=true` continues a stopped run from its checkpoint. It runs under `dtype=auto`: bfloat16
+autocast on a CPU with matrix units, which is what makes a 20-50M model fit a CPU budget, and a
+float32 twin of its first `compare_steps` steps measures the speed-up and the quality at equal steps.
+
+Part 2 is the resume check at a small size, with real processes: one worker trains uninterrupted;
+another is SIGKILLed mid-run by this script, then restarted from its last checkpoint. The restarted
+run's per-step losses and final weights must equal the uninterrupted run's exactly.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ DAY = 25
 # Timings, and choices made by a clock, move with the machine's load: reported as ratios only.
 METRIC_KINDS = {
     "tokens_per_s": "timing",
+    "float32_tokens_per_s": "timing",
+    "dtype_speedup": "timing",
 }
 # the metrics the README and sprint summaries show
 KEY_METRICS = ["params", "tokens_per_s", "val_bpb", "checkpoint_mb", "resume_exact"]
@@ -42,10 +48,10 @@ KEY_METRICS = ["params", "tokens_per_s", "val_bpb", "checkpoint_mb", "resume_exa
 class Config:
     vocab_size: int = 16000
     corpus_bytes: int = 0          # 0: the whole corpus
-    n_layer: int = 4               # the pretrain_cpu shape of days/day24/configs/pretrain_cpu.yaml
-    n_head: int = 4
-    n_embd: int = 256
-    block_size: int = 256
+    n_layer: int = 6               # day 24's pretrain_27m shape (days/day24/configs/pretrain_27m.yaml) ...
+    n_head: int = 8
+    n_embd: int = 512
+    block_size: int = 256          # ... at half its context: with bfloat16 it fits the CPU budget
     batch_size: int = 8
     max_iters: int = 240
     lr: float = 1e-3
@@ -53,7 +59,8 @@ class Config:
     eval_interval: int = 40
     eval_iters: int = 4
     ckpt_interval: int = 40
-    dtype: str = "float32"
+    dtype: str = "auto"            # auto: bfloat16 autocast where this CPU has matrix units (common/lab/hardware.py)
+    compare_steps: int = 40        # a float32 twin trains this many steps for the speed and quality check (0: off)
     compile: bool = False
     resume: bool = False           # continue from the last checkpoint of an earlier run of this day
     val_tokens: int = 32768        # the leading validation tokens scored at the end
@@ -65,7 +72,7 @@ class Config:
 
 PRESETS = {"nano": dict(vocab_size=400, corpus_bytes=150_000, n_layer=2, n_head=2, n_embd=32, block_size=32,
                         batch_size=4, max_iters=30, warmup_iters=3, eval_interval=10, eval_iters=2, ckpt_interval=10,
-                        val_tokens=2048, kr_steps=30, kr_ckpt_interval=5, kr_kill_after=12),
+                        val_tokens=2048, kr_steps=30, kr_ckpt_interval=5, kr_kill_after=12, compare_steps=10),
            "cpu": {},
            # the 27M shape of day 24 on one GPU: bf16 autocast and torch.compile
            "gpu": dict(n_layer=6, n_head=8, n_embd=512, block_size=512, batch_size=32, max_iters=5000,
@@ -120,6 +127,41 @@ def kill_and_resume(cfg: Config, td: corpus.TokenData, work, seed: int) -> dict:
             "leftover_tmp": sorted(f.name for f in work.glob("*.tmp*"))}
 
 
+def compare_float32(cfg: Config, ctx: runner.Context, td, mcfg, res) -> dict:
+    """A float32 twin of the run (same seed, init, batches and schedule) stopped after `compare_steps`:
+    tokens/s of both dtypes measured in this one run, and val loss at equal steps."""
+    d, dev = ctx.deliverable, ctx.device
+    at = cfg.compare_steps
+    if not at or res.dtype == "float32" or at not in res.history["step"]:
+        if at and res.dtype == "float32":
+            d.text(f"Precision: {res.dtype_reason}. With float32 chosen there is no second dtype to compare.")
+        return {}
+    torch.manual_seed(ctx.seed)
+    twin = GPT(mcfg).to(dev)
+    tb = data.StreamingLoader(td.train, cfg.block_size, cfg.batch_size, seed=ctx.seed, device=dev)
+    vb = data.StreamingLoader(td.val, cfg.block_size, cfg.batch_size, seed=ctx.seed + 1, device=dev)
+    r32 = train(twin, tb, vb, train_config_for(cfg, dtype="float32"), dev, ctx.tracker.scoped("float32_twin"),
+                stop_at=at, show_progress=not ctx.quick)
+    ctx.record_throughput("float32 twin", r32, twin, cfg.block_size)
+    v16 = res.history["val"][res.history["step"].index(at)]
+    v32 = r32.history["val"][r32.history["step"].index(at)]
+    speed = res.tokens_per_s / r32.tokens_per_s
+    rel = (v16 - v32) / v32
+    d.section(f"{res.dtype} against float32")
+    d.text(f"Precision: {res.dtype_reason}. To check that it is faster and no worse, a float32 twin (same seed, "
+           f"initial weights, batches and learning-rate schedule) trains the first {at} steps.")
+    d.table([{"dtype": res.dtype, "tokens/s": f"{res.tokens_per_s:,.0f}", f"val loss at step {at}": v16},
+             {"dtype": "float32", "tokens/s": f"{r32.tokens_per_s:,.0f}", f"val loss at step {at}": v32}],
+            floatfmt=".4f")
+    d.text(f"What to look at: {res.dtype} runs {speed:.2f}× float32's tokens/s "
+           f"({'meets' if speed >= 2 else 'misses'} the 2× the plan asks of this shape) and its val loss at step "
+           f"{at} is {abs(rel):.2%} {'above' if rel > 0 else 'below'} float32's "
+           f"({'within' if abs(rel) <= 0.01 else 'OUTSIDE'} the 1% quality bar). The weights, gradients and AdamW "
+           "state stay float32 in both; only the matrix multiplies run in bfloat16.")
+    return {"float32_tokens_per_s": round(r32.tokens_per_s), "dtype_speedup": round(speed, 3),
+            "dtype_val_rel_diff": round(rel, 5)}
+
+
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d, dev = ctx.deliverable, ctx.device
     td = corpus.token_data(cfg.vocab_size, cache=ctx.cache_dir("tokens"), corpus_bytes=cfg.corpus_bytes)
@@ -137,7 +179,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
                 optimizer=opt)
     wall = time.perf_counter() - t0
     val = td.val_tensor()[: cfg.val_tokens + 1]
-    val_loss = full_split_loss(model, val, cfg.block_size, 16, dev, cfg.dtype)
+    val_loss = full_split_loss(model, val, cfg.block_size, 16, dev, res.dtype)
+    ctx.record_throughput("pretrain", res, model, cfg.block_size)
     bpb = corpus.bits_per_byte(val_loss, td.val_bytes_per_token)
     n = model.num_params()
     tokens = (res.final_iter + 1 - start) * res.tokens_per_iter
@@ -202,7 +245,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
 
     metrics = {"params": n, "tokens_trained": tokens, "tokens_per_s": round(res.tokens_per_s),
                "val_loss": round(val_loss, 4), "val_bpb": round(bpb, 4),
-               "checkpoint_mb": round(ckpt.stat().st_size / 1e6, 2)}
+               "checkpoint_mb": round(ckpt.stat().st_size / 1e6, 2), "dtype": res.dtype,
+               **compare_float32(cfg, ctx, td, mcfg, res)}
     if not cfg.kr_steps:
         return metrics
     d.section("Kill and resume")

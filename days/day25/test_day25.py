@@ -18,12 +18,14 @@ def corpus_data(require_data):
         require_data(name, file)
 
 
-def test_default_shape_is_the_pretrain_cpu_config_of_day24():
-    yaml = OmegaConf.load(ROOT / "days" / "day24" / "configs" / "pretrain_cpu.yaml")
+def test_default_shape_is_day24s_27m_shape_at_half_context():
+    yaml = OmegaConf.load(ROOT / "days" / "day24" / "configs" / "pretrain_27m.yaml")
     cfg = run.Config()
-    for k in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size"):
+    for k in ("vocab_size", "n_layer", "n_head", "n_embd"):
         assert getattr(cfg, k) == yaml[k], k
+    assert cfg.block_size == yaml["block_size"] // 2
     assert cfg.kr_ckpt_interval < cfg.kr_kill_after < cfg.kr_steps  # the kill lands after a checkpoint
+    assert cfg.compare_steps % cfg.eval_interval == 0  # the twin is compared at an evaluation step
 
 
 def test_gpu_preset_is_in_the_20_to_50M_range():

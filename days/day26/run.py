@@ -73,6 +73,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     ckpt = ctx.out / "checkpoints" / "day26_ckpt.pt"
     res = train(model, *data.split_batches(tr, va, cfg.block_size, cfg.batch_size, dev), tc, dev, ctx.tracker,
                 ckpt_path=ckpt, show_progress=not ctx.quick)
+    ctx.record_throughput("train", res, model, cfg.block_size)
     h = res.history
     bpb = [v / math.log(2) / bytes_per_token for v in h["val"]]
     d.section("Training with early stopping")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -205,10 +206,14 @@ def measure_grid(cfg: Config, ctx: runner.Context, td, settings, name) -> dict:
     """The grid, interleaved (each round starts one setting further along): tokens/s per run, medians, best, worst."""
     rounds = {m: 0 for m, _ in settings}
 
+    shape = SimpleNamespace(cfg=gpt_config_for(cfg, vocab_size=cfg.vocab_size))  # for the throughput table
+
     def grid_run(m):  # every run's curves are logged, under setting/round
         rounds[m] += 1
-        return timed_run(cfg, td, m, cfg.steps, ctx.seed, ctx.device,
-                         ctx.tracker.scoped(f"{name[m]}/round{rounds[m]}")).tokens_per_s
+        r = timed_run(cfg, td, m, cfg.steps, ctx.seed, ctx.device, ctx.tracker.scoped(f"{name[m]}/round{rounds[m]}"))
+        if rounds[m] == 1:
+            ctx.record_throughput(f"{name[m]} (round 1)", r, shape, cfg.block_size)
+        return r.tokens_per_s
     tps = bench.interleave({m: (lambda m=m: grid_run(m)) for m, _ in settings}, cfg.rounds, rotate=True)
     med = {m: statistics.median(v) for m, v in tps.items()}
     return {"tps": tps, "med": med, "best": max(med, key=med.get), "worst": min(med, key=med.get)}
