@@ -201,6 +201,8 @@ def train(model, train_batches: BatchSource, val_batches: BatchSource, cfg: Trai
     model.to(device)
     dtype, why = hardware.choose_dtype(cfg.dtype, getattr(getattr(model, "cfg", None), "n_embd", None), device)
     cfg = dataclasses.replace(cfg, dtype=dtype)  # `auto` resolved once, before the first step
+    if show_progress:  # a full run says what it computes in, before the progress bar
+        print(f"precision: {why}", flush=True)
     if optimizer is None:
         optimizer = model.configure_optimizer(cfg.weight_decay, cfg.lr, (cfg.beta1, cfg.beta2), device.type)
     start = 0
