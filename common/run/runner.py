@@ -170,16 +170,22 @@ class Context:
     def record_throughput(self, run: str, res, model, seq_len: int) -> dict:
         """Tokens/s and model FLOP utilisation of one training run, for the deliverable's throughput table
         and summary.json (`ctx.train` calls it; a day that trains through `common.train.train` directly can)."""
+        return self.record_rate(run, res.tokens_per_s, model, seq_len, res.dtype, res.dtype_reason,
+                                len(res.iter_times))
+
+    def record_rate(self, run: str, tokens_per_s: float, model, seq_len: int, dtype: str = "float32",
+                    why: str = "", steps: int = 0) -> dict:
+        """A training rate a day measured itself (its own timed steps): the same row as `record_throughput`."""
         from common.lab import hardware
         from common.nn.model import flops_per_token
 
         cfg = getattr(model, "cfg", None)
         fpt = flops_per_token(cfg, seq_len) if cfg is not None and hasattr(cfg, "n_embd") else None
-        tps = res.tokens_per_s
-        row = {"run": run, "dtype": res.dtype, "why": res.dtype_reason, "steps": len(res.iter_times),
+        tps = tokens_per_s
+        row = {"run": run, "dtype": dtype, "why": why, "steps": steps,
                "tokens_per_s": round(tps, 1), "flops_per_token": fpt,
-               "mfu": round(hardware.mfu(tps, fpt, res.dtype, self.device), 4) if fpt and tps == tps else None,
-               "peak_gflops": hardware.matmul_peak(res.dtype, self.device)}
+               "mfu": round(hardware.mfu(tps, fpt, dtype, self.device), 4) if fpt and tps == tps else None,
+               "peak_gflops": hardware.matmul_peak(dtype, self.device)}
         self.throughput.append(row)
         return row
 

@@ -106,6 +106,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         opt.zero_grad(set_to_none=True)
     tm = bench.time_fn(step, warmup=2, repeats=5 if not ctx.quick else 2, device=ctx.device)
     model_tps = cfg.model_batch * cfg.block_size / tm.median
+    ctx.record_rate("model step (timed)", model_tps, model, cfg.block_size, "float32",
+                    "float32: a plain step, no autocast", len(tm.times))
     d.table(rows)
     ratio = min(by) / model_tps
     grow_b, grow_t = bx[-1] / bx[0], by[-1] / by[0]
