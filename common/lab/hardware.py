@@ -36,11 +36,11 @@ from __future__ import annotations
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
 import torch
 
+from common.lab import bench
 from common.run import atomic
 
 BF16_MIN_SPEEDUP = 2.0   # (a): a bfloat16 matmul this much faster than float32 means matrix units
@@ -97,23 +97,10 @@ def _cached(device, what: str, measure):
 
 
 def _gflops(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device, min_time: float = 0.25) -> float:
+    """GFLOP/s of the fastest of several (m x k) @ (k x n) multiplies, timed with `bench.time_fn`."""
     a = torch.randn(m, k, device=device).to(dtype)
     b = torch.randn(k, n, device=device).to(dtype)
-    for _ in range(2):
-        a @ b
-    best = float("inf")
-    t_end = time.perf_counter() + min_time
-    while True:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - t0)
-        if time.perf_counter() > t_end:
-            break
-    return 2 * m * k * n / best / 1e9
+    return 2 * m * k * n / bench.time_fn(lambda: a @ b, warmup=2, repeats=3, device=device, min_time=min_time).min / 1e9
 
 
 def measure_peak(dtype: str, device: torch.device | str = "cpu") -> float:
