@@ -30,6 +30,7 @@ stores them after what layer `layer_idx` stored before and returns everything it
 """
 
 import math
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -49,6 +50,32 @@ def causal_mask(T, S=None, device=None):
     """
     S = T if S is None else S
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
+def window_mask(T, S=None, window=None, n_global=0, device=None):
+    """Bool (T, S), True = may attend: causal, and within the last `window` positions or global.
+
+    Query i sits at absolute position p = S - T + i (as in `causal_mask`) and sees key j when
+    j <= p and (p - j < window or j < n_global): a band of `window` keys ending at itself
+    (Longformer's local attention, Mistral's sliding window) plus the first `n_global` tokens,
+    which every query may read (global tokens; "attention sinks" in a causal decoder).
+    window=None is plain causal attention.
+
+    >>> window_mask(4, window=2, n_global=1).int()
+    tensor([[1, 0, 0, 0],
+            [1, 1, 0, 0],
+            [1, 1, 1, 0],
+            [1, 0, 1, 1]], dtype=torch.int32)
+    """
+    # >>> exercise day33.window_mask: causal keys within the last `window` positions, plus the first n_global keys
+    S = T if S is None else S
+    keep = causal_mask(T, S, device)
+    if window is None:
+        return keep
+    q_pos = torch.arange(S - T, S, device=device)[:, None]  # (T, 1)
+    k_pos = torch.arange(S, device=device)[None, :]  # (1, S)
+    return keep & ((q_pos - k_pos < window) | (k_pos < n_global))
+    # <<< exercise day33.window_mask
 
 
 def padding_mask(lengths, S):
@@ -94,9 +121,9 @@ def repeat_kv(x, n_rep):
 
 def _check_shapes(q, k, v):
     H, Hkv = q.shape[1], k.shape[1]
-    if k.shape != v.shape or H % Hkv:
-        raise ValueError(f"need k, v of equal shape with heads dividing q's; got q {tuple(q.shape)}, "
-                         f"k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if k.shape[:-1] != v.shape[:-1] or q.shape[-1] != k.shape[-1] or H % Hkv:
+        raise ValueError(f"need k, v with the same heads and length, k's head size equal to q's and "
+                         f"heads dividing q's; got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
     return H // Hkv
 
 
@@ -169,6 +196,82 @@ def attention_sdpa(q, k, v, mask=None, bias=None, is_causal=False, scale=None,
 ATTENTION_FNS = {"manual": attention_reference, "sdpa": attention_sdpa}
 
 
+def sliding_window_attention(q, k, v, window, n_global=0, scale=None, attn_fn=attention_sdpa):
+    """Causal self-attention restricted to `window_mask(T, T, window, n_global)`, computing only the band.
+
+    Same result as `attn_fn(q, k, v, mask=window_mask(...))` (tested), but the queries go in chunks
+    of `window`: chunk [c, e) reads keys [c - window + 1, e) and the first n_global keys, so the
+    work is O(T * (2 window + n_global)) instead of O(T^2). q, k, v (B, H|Hkv, T, D); T == S.
+    """
+    # >>> exercise day33.sliding_window: per query chunk, attend only to its band of keys plus the global ones
+    T = q.shape[-2]
+    outs = []
+    for c in range(0, T, window):
+        e = min(c + window, T)
+        lo = max(0, c - window + 1)
+        g = min(n_global, lo)  # global keys that are not already inside the band
+        k_pos = torch.cat([torch.arange(g), torch.arange(lo, e)]).to(q.device)  # (S_c,)
+        kk = torch.cat([k[..., :g, :], k[..., lo:e, :]], dim=-2)  # (B, Hkv, S_c, D)
+        vv = torch.cat([v[..., :g, :], v[..., lo:e, :]], dim=-2)
+        q_pos = torch.arange(c, e, device=q.device)[:, None]  # (T_c, 1)
+        keep = (k_pos[None, :] <= q_pos) & ((q_pos - k_pos[None, :] < window) | (k_pos[None, :] < n_global))
+        outs.append(attn_fn(q[..., c:e, :], kk, vv, mask=keep, scale=scale))  # (B, H, T_c, D)
+    return torch.cat(outs, dim=-2)
+    # <<< exercise day33.sliding_window
+
+
+# ----------------------------------------------------------------------------- linear attention
+
+
+def elu_feature_map(x):
+    """phi(x) = elu(x) + 1 > 0 (Katharopoulos et al. 2020): a positive feature map for linear attention."""
+    return F.elu(x) + 1.0
+
+
+def linear_attention_reference(q, k, v, eps=1e-6):
+    """Causal linear attention in its quadratic form, the one to read.
+
+    out_i = sum_{j<=i} (phi(q_i).phi(k_j)) v_j / sum_{j<=i} phi(q_i).phi(k_j): softmax's exp(q.k)
+    replaced by the kernel phi(q).phi(k), written with the (T, T) matrix so it reads like attention.
+    q, k, v (B, H|Hkv, T, D) -> (B, H, T, D).
+    """
+    n_rep = _check_shapes(q, k, v)
+    k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
+    fq, fk = elu_feature_map(q), elu_feature_map(k)
+    T = q.shape[-2]
+    a = (fq @ fk.transpose(-2, -1)).masked_fill(~causal_mask(T, T, q.device), 0.0)  # (B, H, T, T)
+    return (a @ v) / (a.sum(-1, keepdim=True) + eps)
+
+
+def linear_attention(q, k, v, chunk=64, eps=1e-6):
+    """Causal linear attention in O(T D^2): a running state instead of a (T, T) matrix.
+
+    With S_i = sum_{j<=i} phi(k_j) v_j^T (D x D) and z_i = sum_{j<=i} phi(k_j) (D), the output is
+    phi(q_i) S_i / (phi(q_i) . z_i): the cost per token no longer grows with T. Computed chunk by
+    chunk: inside a chunk the small masked quadratic form, across chunks the carried S and z (the
+    chunked form of Katharopoulos et al. and of later linear-attention and SSM kernels).
+    """
+    # >>> exercise day33.linear_attention: carry S = sum phi(k) v^T and z = sum phi(k) over chunks, quadratic inside
+    n_rep = _check_shapes(q, k, v)
+    k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
+    fq, fk = elu_feature_map(q), elu_feature_map(k)
+    B, H, T, D = q.shape
+    state = q.new_zeros(B, H, D, v.shape[-1])  # S: (B, H, D, Dv)
+    z = q.new_zeros(B, H, D)  # (B, H, D)
+    outs = []
+    for c in range(0, T, chunk):
+        qc, kc, vc = fq[..., c:c + chunk, :], fk[..., c:c + chunk, :], v[..., c:c + chunk, :]
+        Tc = qc.shape[-2]
+        a = (qc @ kc.transpose(-2, -1)).masked_fill(~causal_mask(Tc, Tc, q.device), 0.0)  # (B, H, Tc, Tc)
+        num = a @ vc + qc @ state  # (B, H, Tc, Dv)
+        den = a.sum(-1) + (qc @ z[..., None]).squeeze(-1)  # (B, H, Tc)
+        outs.append(num / (den[..., None] + eps))
+        state = state + kc.transpose(-2, -1) @ vc
+        z = z + kc.sum(-2)
+    return torch.cat(outs, dim=-2)
+    # <<< exercise day33.linear_attention
+
+
 # ----------------------------------------------------------------------------- the layer
 
 
@@ -183,8 +286,11 @@ class MultiHeadAttention(nn.Module):
     """
 
     def __init__(self, d_model, n_head, n_kv_head=None, bias=True, dropout=0.0, backend="sdpa",
-                 pos="learned", rope_base=10000.0, max_seq_len=1024):
+                 pos="learned", rope_base=10000.0, max_seq_len=1024, window=None, n_global=0, kind="mha"):
         super().__init__()
+        if kind not in ("mha", "linear"):
+            raise ValueError(f"MultiHeadAttention computes kind 'mha' or 'linear', got {kind!r}")
+        self.window, self.n_global, self.kind = window, n_global, kind
         n_kv_head = n_head if n_kv_head is None else n_kv_head
         if d_model % n_head or n_head % n_kv_head:
             raise ValueError(f"need n_head | d_model and n_kv_head | n_head, got d_model={d_model}, "
@@ -230,12 +336,104 @@ class MultiHeadAttention(nn.Module):
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv_cache is not None:
             k, v = kv_cache.update(layer_idx, k, v)  # (B, nkv, S, hs)
-        S = k.shape[-2]
-        bias = alibi_bias(H, T, S, device=x.device, dtype=q.dtype) if self.pos == "alibi" else None
-        y = self.attn_fn(q, k, v, mask=mask, bias=bias, is_causal=is_causal,
-                         dropout_p=self.dropout, training=self.training)  # (B, nh, T, hs)
+        y = self._attend(q, k, v, mask, is_causal, kv_cache is not None)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, nh * hs): heads side by side
         return self.resid_dropout(self.proj(y))
+
+    def _attend(self, q, k, v, mask, is_causal, cached):
+        """The attention of already projected (and rotated) q, k, v, by kind, window and position scheme."""
+        T, S = q.shape[-2], k.shape[-2]
+        if self.kind == "linear":
+            if cached or mask is not None or not is_causal:
+                raise ValueError("linear attention here is causal self-attention only: no KV cache, no extra mask")
+            return linear_attention(q, k, v)
+        bias = alibi_bias(self.n_head, T, S, device=q.device, dtype=q.dtype) if self.pos == "alibi" else None
+        attn_fn = partial(self.attn_fn, dropout_p=self.dropout, training=self.training)
+        if self.window is not None:
+            if not cached and mask is None and bias is None and is_causal and T > 2 * self.window:
+                return sliding_window_attention(q, k, v, self.window, self.n_global, attn_fn=attn_fn)
+            keep = window_mask(T, S, self.window, self.n_global, q.device)  # (T, S), causal included
+            mask = keep if mask is None else mask & keep
+        return attn_fn(q, k, v, mask=mask, bias=bias, is_causal=is_causal)
+
+
+class LatentAttention(MultiHeadAttention):
+    """Multi-head latent attention (DeepSeek-V2's MLA): cache one small latent per token, not K and V.
+
+    Per token the layer computes a latent c = W_dkv x of `kv_lora_rank` (r) features and, when
+    rope_head_dim (d_R) > 0, one shared key of d_R features that carries RoPE ("decoupled RoPE").
+    Only these r + d_R numbers per layer go into the KV cache, against 2 * n_kv_head * head_dim
+    for MHA/GQA. Every head's key and value are re-made from the latent by one up-projection,
+    k_h = [W_uk,h c ; RoPE(W_kr x)] and v_h = W_uv,h c, and the query is [W_q,h x ; RoPE(W_qr,h x)],
+    so scores use head size head_dim + d_R. (DeepSeek also compresses the queries and normalises
+    the latent; here queries stay full rank and the latent has no norm, to keep the idea bare.)
+
+    Cache layout: `kv_cache.update(layer, latent, empty)` with latent (B, 1, T, r + d_R) and an
+    empty (B, 1, T, 0) value: `KVCache.for_model` sizes it from `kv_layout(cfg)`. Decoding
+    up-projects every cached latent each step; real kernels fold W_uk into the query and W_uv into
+    the output projection ("weight absorption") instead, which this layer leaves out.
+    """
+
+    def __init__(self, d_model, n_head, kv_lora_rank, rope_head_dim=0, bias=True, dropout=0.0, backend="sdpa",
+                 pos="learned", rope_base=10000.0, max_seq_len=1024, window=None, n_global=0):
+        nn.Module.__init__(self)
+        if d_model % n_head:
+            raise ValueError(f"need n_head | d_model, got d_model={d_model}, n_head={n_head}")
+        if kv_lora_rank < 1:
+            raise ValueError(f"MLA needs kv_lora_rank >= 1, got {kv_lora_rank}")
+        if rope_head_dim and (pos != "rope" or rope_head_dim % 2):
+            raise ValueError(f"rope_head_dim={rope_head_dim} is MLA's decoupled RoPE: it needs pos='rope' "
+                             "and an even size; use rope_head_dim=0 with other position schemes")
+        if pos == "rope" and not rope_head_dim:
+            raise ValueError("MLA with pos='rope' rotates a decoupled key part: set rope_head_dim > 0 "
+                             "(e.g. head_dim / 2)")
+        if backend not in ATTENTION_FNS:
+            raise ValueError(f"unknown attention backend {backend!r}, choose from {list(ATTENTION_FNS)}")
+        self.n_head, self.n_kv_head, self.head_dim = n_head, n_head, d_model // n_head
+        self.kv_lora_rank, self.rope_head_dim = kv_lora_rank, rope_head_dim
+        self.dropout, self.backend, self.pos, self.rope_base = dropout, backend, pos, rope_base
+        self.window, self.n_global, self.kind = window, n_global, "mla"
+        self.attn_fn = ATTENTION_FNS[backend]
+        H, hs, r, dr = n_head, self.head_dim, kv_lora_rank, rope_head_dim
+        self.q = nn.Linear(d_model, H * (hs + dr), bias=bias)  # [q_nope (H*hs) ; q_rope (H*dR)]
+        self.kv_down = nn.Linear(d_model, r + dr, bias=bias)  # [latent c (r) ; shared rope key (dR)]
+        self.kv_up = nn.Linear(r, 2 * H * hs, bias=bias)  # c -> [k_nope (H*hs) ; v (H*hs)]
+        self.proj = nn.Linear(d_model, d_model, bias=bias)
+        self.resid_dropout = nn.Dropout(dropout)
+        if pos == "rope":
+            cos, sin = rope_cos_sin(max_seq_len, dr, rope_base)
+            self.register_buffer("rope_cos", cos, persistent=False)  # (max_seq_len, dR/2)
+            self.register_buffer("rope_sin", sin, persistent=False)
+
+    def _rope(self, start, T):
+        if start + T > self.rope_cos.shape[0]:
+            n = max(start + T, 2 * self.rope_cos.shape[0])
+            cos, sin = rope_cos_sin(n, self.rope_head_dim, self.rope_base, device=self.rope_cos.device)
+            self.rope_cos, self.rope_sin = cos.to(self.rope_cos.dtype), sin.to(self.rope_sin.dtype)
+        return self.rope_cos[start:start + T], self.rope_sin[start:start + T]
+
+    def forward(self, x, mask=None, is_causal=True, kv_cache=None, layer_idx=0, start_pos=0):
+        """x (B, T, d_model) -> (B, T, d_model); same arguments as `MultiHeadAttention.forward`."""
+        # >>> exercise day39.mla: latent (+ rotated shared key) per token, cached; up-project to per-head k and v
+        B, T, C = x.shape
+        H, hs, r, dr = self.n_head, self.head_dim, self.kv_lora_rank, self.rope_head_dim
+        q = self.q(x).view(B, T, H, hs + dr).transpose(1, 2)  # (B, H, T, hs + dR)
+        latent = self.kv_down(x)[:, None]  # (B, 1, T, r + dR): what the cache keeps
+        if dr:
+            cos, sin = self._rope(start_pos, T)
+            q = torch.cat([q[..., :hs], apply_rope(q[..., hs:], cos, sin)], dim=-1)
+            latent = torch.cat([latent[..., :r], apply_rope(latent[..., r:], cos, sin)], dim=-1)
+        if kv_cache is not None:
+            latent, _ = kv_cache.update(layer_idx, latent, latent[..., :0])  # (B, 1, S, r + dR)
+        S = latent.shape[-2]
+        kv = self.kv_up(latent[:, 0, :, :r]).view(B, S, 2, H, hs)  # (B, S, 2, H, hs)
+        k, v = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)  # (B, H, S, hs) each
+        if dr:  # the one rotated key part, shared by every head
+            k = torch.cat([k, latent[..., r:].expand(B, H, S, dr)], dim=-1)  # (B, H, S, hs + dR)
+        y = self._attend(q, k, v, mask, is_causal, kv_cache is not None)  # (B, H, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.proj(y))
+        # <<< exercise day39.mla
 
 
 def copy_from_torch_mha(ours, ref):

@@ -30,23 +30,66 @@ def kv_bytes(n_layer: int, batch: int, n_kv_head: int, seq_len: int, head_dim: i
     return 2 * n_layer * batch * n_kv_head * seq_len * head_dim * bytes_per_elem
 
 
+def kv_layout(cfg) -> tuple[int, int, int]:
+    """(heads, key features, value features) a GPT(cfg) caches per token and layer.
+
+    MHA/GQA/MQA: (n_kv_head, head_dim, head_dim). MLA: one "head" holding the latent and the
+    shared rotated key, (1, kv_lora_rank + rope_head_dim, 0). Linear attention keeps a fixed-size
+    state instead of a per-token cache: (0, 0, 0).
+    """
+    if cfg.attn == "mla":
+        return 1, cfg.kv_lora_rank + cfg.rope_head_dim, 0
+    if cfg.attn == "linear":
+        return 0, 0, 0
+    hs = cfg.n_embd // cfg.n_head
+    return cfg.n_kv_head or cfg.n_head, hs, hs
+
+
+def kv_bytes_per_token(cfg, bytes_per_elem: int = 4) -> int:
+    """Bytes the KV cache of GPT(cfg) grows by per token (all layers): layers x heads x (k + v features) x bytes.
+
+    MHA: 2 L H hs b; GQA/MQA: 2 L Hkv hs b; MLA: L (r + dR) b; linear attention: 0 (its state is fixed).
+    """
+    # >>> exercise day32.kv_bytes_per_token: layers x cached heads x (key + value features) x bytes, per config kind
+    heads, dk, dv = kv_layout(cfg)
+    return cfg.n_layer * heads * (dk + dv) * bytes_per_elem
+    # <<< exercise day32.kv_bytes_per_token
+
+
+def kv_cache_bytes(cfg, seq_len: int, batch: int = 1, bytes_per_elem: int = 4, rolling: bool = True) -> int:
+    """Bytes of the KV cache for `batch` sequences of `seq_len` tokens.
+
+    With a sliding window and rolling=True, a ring buffer only needs the last `window` keys and the
+    `n_global` first ones, so the cache stops growing there (our `KVCache` keeps every token: rolling=False).
+    """
+    kept = seq_len
+    if cfg.window is not None and rolling:
+        kept = min(seq_len, cfg.window + cfg.n_global)
+    return kv_bytes_per_token(cfg, bytes_per_elem) * kept * batch
+
+
 class KVCache:
-    """Preallocated keys/values for `n_layer` layers; `update` appends and returns views."""
+    """Preallocated keys/values for `n_layer` layers; `update` appends and returns views.
+
+    `v_dim` defaults to `head_dim`; MLA caches a latent as "keys" and nothing as values (v_dim=0).
+    """
 
     def __init__(self, n_layer: int, batch: int, n_kv_head: int, max_len: int, head_dim: int,
-                 device="cpu", dtype=torch.float32):
-        shape = (n_layer, batch, n_kv_head, max_len, head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+                 device="cpu", dtype=torch.float32, v_dim: int | None = None):
+        self.k = torch.zeros((n_layer, batch, n_kv_head, max_len, head_dim), device=device, dtype=dtype)
+        v_dim = head_dim if v_dim is None else v_dim
+        self.v = torch.zeros((n_layer, batch, n_kv_head, max_len, v_dim), device=device, dtype=dtype)
         self.lengths = [0] * n_layer
         self.max_len = max_len
 
     @classmethod
     def for_model(cls, model, batch: int, max_len: int, device=None, dtype=None):
         cfg = model.cfg
+        if cfg.attn == "linear":
+            raise UserError("attn='linear' keeps a running state, not a KV cache; generate with use_cache=False.")
+        heads, dk, dv = kv_layout(cfg)
         p = next(model.parameters())
-        return cls(cfg.n_layer, batch, cfg.n_kv_head or cfg.n_head, max_len, cfg.n_embd // cfg.n_head,
-                   device or p.device, dtype or p.dtype)
+        return cls(cfg.n_layer, batch, heads, max_len, dk, device or p.device, dtype or p.dtype, v_dim=dv)
 
     @property
     def seq_len(self) -> int:
@@ -64,7 +107,7 @@ class KVCache:
         # <<< exercise day04.kv_update
 
     def nbytes(self) -> int:
-        return self.k.numel() * self.k.element_size() * 2
+        return self.k.numel() * self.k.element_size() + self.v.numel() * self.v.element_size()
 
 
 class PagedKVStore:

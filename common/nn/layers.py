@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.nn.attention import MultiHeadAttention
+from common.nn.attention import LatentAttention, MultiHeadAttention
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -164,6 +164,47 @@ class MLP(nn.Module):
         return self.dropout(self.proj(self.act(self.fc(x))))
 
 
+class MoE(nn.Module):
+    """A top-k mixture-of-experts MLP: a router sends each token to k of `n_expert` MLPs.
+
+    router logits (N, E) -> softmax probs p; each token keeps its k largest, renormalised to sum
+    to 1 (the gates), and its output is sum_k gate_k * expert_k(x). Only k experts run per token,
+    so parameters grow with E while FLOPs per token grow with k. `aux_loss` after a forward is
+    the Switch Transformer's load-balancing loss E * sum_e f_e * P_e, with f_e the share of the
+    N * k assignments that went to expert e and P_e the mean router probability of e: 1 when
+    both are uniform (1/E), larger when the router favours a few experts.
+    """
+
+    def __init__(self, d, hidden, n_expert, top_k=2, bias=False, dropout=0.0, act="gelu"):
+        super().__init__()
+        if not 1 <= top_k <= n_expert:
+            raise ValueError(f"need 1 <= expert_top_k <= n_expert, got top_k={top_k}, n_expert={n_expert}")
+        self.n_expert, self.top_k = n_expert, top_k
+        self.router = nn.Linear(d, n_expert, bias=False)
+        self.experts = nn.ModuleList(MLP(d, hidden, bias=bias, dropout=0.0, act=act) for _ in range(n_expert))
+        self.dropout = nn.Dropout(dropout)
+        self.aux_loss = torch.zeros(())
+        self.last_load = torch.zeros(n_expert)  # share of assignments per expert in the last forward
+
+    def forward(self, x):
+        # >>> exercise day39.moe: route each token to its top-k experts, gate-weighted sum, load-balancing loss
+        shape = x.shape
+        x = x.reshape(-1, shape[-1])  # (N, d)
+        probs = F.softmax(self.router(x).float(), dim=-1)  # (N, E), float32 for the routing
+        top_p, top_i = probs.topk(self.top_k, dim=-1)  # (N, k)
+        gates = (top_p / top_p.sum(-1, keepdim=True)).to(x.dtype)  # (N, k), rows sum to 1
+        out = torch.zeros_like(x)
+        for e, expert in enumerate(self.experts):
+            rows, slot = (top_i == e).nonzero(as_tuple=True)  # tokens sent to e, and in which of their k slots
+            if rows.numel():
+                out.index_add_(0, rows, gates[rows, slot, None] * expert(x[rows]))
+        load = F.one_hot(top_i, self.n_expert).float().sum((0, 1)) / top_i.numel()  # f_e, (E,)
+        self.aux_loss = self.n_expert * (load * probs.mean(0)).sum()
+        self.last_load = load.detach()
+        return self.dropout(out.view(shape))
+        # <<< exercise day39.moe
+
+
 # ----------------------------------------------------------------------------- block
 
 
@@ -171,7 +212,9 @@ class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x)).
 
     Reads these fields of a GPTConfig (`common/nn/model.py`): n_embd, n_head, n_kv_head, bias,
-    dropout, attn_backend, pos, rope_base, block_size, norm, mlp, mlp_ratio. Residual dropout
+    dropout, attn_backend, pos, rope_base, block_size, norm, mlp, mlp_ratio, and the sprint-4
+    variants: attn ("mha" | "mla" | "linear"), kv_lora_rank, rope_head_dim, window, n_global,
+    n_expert, expert_top_k (an MoE in place of the MLP when n_expert > 0). Residual dropout
     is applied at the end of each sub-layer (inside `MultiHeadAttention` and `MLP`), as nanoGPT.
     """
 
@@ -179,12 +222,19 @@ class Block(nn.Module):
         super().__init__()
         self.layer_idx = layer_idx
         self.ln_1 = make_norm(cfg.norm, cfg.n_embd, cfg.bias)
-        self.attn = MultiHeadAttention(cfg.n_embd, cfg.n_head, cfg.n_kv_head, bias=cfg.bias,
-                                       dropout=cfg.dropout, backend=cfg.attn_backend, pos=cfg.pos,
-                                       rope_base=cfg.rope_base, max_seq_len=cfg.block_size)
+        common = dict(bias=cfg.bias, dropout=cfg.dropout, backend=cfg.attn_backend, pos=cfg.pos,
+                      rope_base=cfg.rope_base, max_seq_len=cfg.block_size, window=cfg.window, n_global=cfg.n_global)
+        if cfg.attn == "mla":
+            self.attn = LatentAttention(cfg.n_embd, cfg.n_head, cfg.kv_lora_rank, cfg.rope_head_dim, **common)
+        else:
+            self.attn = MultiHeadAttention(cfg.n_embd, cfg.n_head, cfg.n_kv_head, kind=cfg.attn, **common)
         self.ln_2 = make_norm(cfg.norm, cfg.n_embd, cfg.bias)
         hidden = mlp_hidden_dim(cfg.n_embd, cfg.mlp_ratio, cfg.mlp)
-        self.mlp = MLP(cfg.n_embd, hidden, bias=cfg.bias, dropout=cfg.dropout, act=cfg.mlp)
+        if cfg.n_expert:
+            self.mlp = MoE(cfg.n_embd, hidden, cfg.n_expert, cfg.expert_top_k, bias=cfg.bias, dropout=cfg.dropout,
+                           act=cfg.mlp)
+        else:
+            self.mlp = MLP(cfg.n_embd, hidden, bias=cfg.bias, dropout=cfg.dropout, act=cfg.mlp)
 
     def forward(self, x, mask=None, kv_cache=None, start_pos=0):
         """x (B, T, n_embd) -> (B, T, n_embd); always causal, optionally with an extra keep-mask."""

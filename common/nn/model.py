@@ -22,6 +22,8 @@ from common.nn.attention import ATTENTION_FNS
 from common.nn.layers import MLP_ACTS, NORMS, Block, make_norm, mlp_hidden_dim
 from common.nn.positional import POSITIONS, sinusoidal_table
 
+ATTN_KINDS = ("mha", "mla", "linear")  # the attention a Block builds (common/nn/attention.py)
+
 
 @dataclass
 class GPTConfig:
@@ -41,6 +43,15 @@ class GPTConfig:
     tie_weights: bool = True  # lm_head shares wte's matrix: V * n_embd fewer params, no loss in quality
     rope_base: float = 10000.0  # RoPE's longest wavelength / 2 pi; larger suits longer contexts
     init_std: float = 0.02  # GPT-2's init; residual projections get init_std / sqrt(2 n_layer)
+    # sprint 4: attention and MLP variants (days 31-39), all off by default
+    attn: str = "mha"  # "mha" (MHA/GQA/MQA by n_kv_head), "mla" (latent KV, DeepSeek-V2) or "linear" (no softmax)
+    kv_lora_rank: int = 0  # MLA: latent features cached per token and layer (instead of 2 n_kv_head head_dim)
+    rope_head_dim: int = 0  # MLA with pos="rope": size of the decoupled rotated key shared by all heads
+    window: int | None = None  # sliding-window attention: each query sees its last `window` keys (+ globals)
+    n_global: int = 0  # with a window: the first n_global tokens stay visible to every query
+    n_expert: int = 0  # > 0: a top-k mixture of n_expert MLPs in every block instead of one MLP
+    expert_top_k: int = 2  # experts run per token
+    moe_aux_weight: float = 0.01  # weight of the load-balancing loss added to the training loss
 
     def __post_init__(self):
         choices = {"pos": POSITIONS, "norm": NORMS, "mlp": MLP_ACTS, "attn_backend": ATTENTION_FNS}
@@ -53,6 +64,20 @@ class GPTConfig:
                              f"{self.n_embd}, n_head={self.n_head}, n_kv_head={self.n_kv_head}")
         if self.pos == "rope" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"RoPE needs an even head size, got {self.n_embd // self.n_head}")
+        if self.attn not in ATTN_KINDS:
+            raise ValueError(f"attn={self.attn!r} is not one of {list(ATTN_KINDS)}")
+        if self.attn == "mla" and (self.kv_lora_rank < 1 or self.n_kv_head not in (None, self.n_head)):
+            raise ValueError("attn='mla' needs kv_lora_rank >= 1 and no n_kv_head "
+                             "(every head is rebuilt from the latent)")
+        if self.attn != "mla" and (self.kv_lora_rank or self.rope_head_dim):
+            raise ValueError("kv_lora_rank and rope_head_dim are MLA settings: set attn='mla' to use them")
+        if self.window is not None and (self.window < 1 or self.attn == "linear"):
+            raise ValueError(f"window must be >= 1 and needs softmax attention, got window={self.window}, "
+                             f"attn={self.attn!r}")
+        if self.n_global and self.window is None:
+            raise ValueError("n_global (global tokens) only has a meaning with a sliding window: set window")
+        if self.n_expert and not 1 <= self.expert_top_k <= self.n_expert:
+            raise ValueError(f"need 1 <= expert_top_k <= n_expert, got {self.expert_top_k} and {self.n_expert}")
 
 
 PRESETS = {
@@ -157,6 +182,8 @@ class GPT(nn.Module):
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T), ignore_index=-1)
+            if cfg.n_expert and self.training:  # load balancing, in training only: eval losses stay pure CE
+                loss = loss + cfg.moe_aux_weight * sum(b.mlp.aux_loss for b in self.blocks)
         return logits, loss
 
     def num_params(self, non_embedding=False):
@@ -187,16 +214,32 @@ class GPT(nn.Module):
         return torch.optim.AdamW(groups, lr=lr, betas=betas, **kwargs)
 
 
+def attn_matmul_shapes(cfg):
+    """(in_features, out_features) of each Linear in one attention layer of GPT(cfg).
+
+    MHA/GQA/MQA/linear: the fused qkv (C -> (H + 2 Hkv) hs) and the output projection (C -> C).
+    MLA: queries C -> H (hs + dR), the down-projection C -> r + dR, the up-projection
+    r -> 2 H hs, and the output projection.
+    """
+    C, H = cfg.n_embd, cfg.n_head
+    hs = C // H
+    if cfg.attn == "mla":
+        r, dr = cfg.kv_lora_rank, cfg.rope_head_dim
+        return [(C, H * (hs + dr)), (C, r + dr), (r, 2 * H * hs), (C, C)]
+    return [(C, (H + 2 * (cfg.n_kv_head or H)) * hs), (C, C)]
+
+
 def count_params_formula(cfg, non_embedding=False):
     """The parameter count of GPT(cfg), in closed form from the config."""
     # >>> exercise day24.param_count: count every weight of GPT(cfg) from the config: blocks, norms, embeddings
     C, V, L = cfg.n_embd, cfg.vocab_size, cfg.n_layer
-    hs = C // cfg.n_head
-    qkv_out = (cfg.n_head + 2 * (cfg.n_kv_head or cfg.n_head)) * hs
-    attn = C * qkv_out + C * C + (qkv_out + C if cfg.bias else 0)  # qkv and proj
+    outs = attn_matmul_shapes(cfg)  # (in, out) of every attention matmul
+    attn = sum(i * o + (o if cfg.bias else 0) for i, o in outs)
     hidden = mlp_hidden_dim(C, cfg.mlp_ratio, cfg.mlp)
     fc_out = MLP_ACTS[cfg.mlp][0] * hidden
     mlp = C * fc_out + hidden * C + (fc_out + C if cfg.bias else 0)  # fc and proj
+    if cfg.n_expert:
+        mlp = cfg.n_expert * mlp + C * cfg.n_expert  # E experts and a bias-free router
     norm = 2 * C if cfg.norm == "layer" and cfg.bias else C
     total = L * (attn + mlp + 2 * norm) + norm + V * C  # blocks, final norm, token embedding
     if not cfg.tie_weights:
@@ -219,13 +262,37 @@ def flops_per_token(cfg, seq_len=None, training=True):
     # >>> exercise day24.flops_per_token: 2 FLOPs per matmul weight plus 4 T C per layer for attention; x3 for training
     C, L, V = cfg.n_embd, cfg.n_layer, cfg.vocab_size
     T = seq_len or cfg.block_size
-    hs = C // cfg.n_head
-    qkv_out = (cfg.n_head + 2 * (cfg.n_kv_head or cfg.n_head)) * hs
     hidden = mlp_hidden_dim(C, cfg.mlp_ratio, cfg.mlp)
-    matmul_weights = L * (C * qkv_out + C * C + C * MLP_ACTS[cfg.mlp][0] * hidden + hidden * C) + V * C
-    forward = 2 * matmul_weights + L * 4 * T * C
+    mlp = C * MLP_ACTS[cfg.mlp][0] * hidden + hidden * C
+    if cfg.n_expert:  # the router, and k experts per token
+        mlp = C * cfg.n_expert + cfg.expert_top_k * mlp
+    matmul_weights = L * (sum(i * o for i, o in attn_matmul_shapes(cfg)) + mlp) + V * C
+    forward = 2 * matmul_weights + L * attention_flops_per_token(cfg, T)
     return 3 * forward if training else forward
     # <<< exercise day24.flops_per_token
+
+
+def attention_flops_per_token(cfg, T):
+    """Forward FLOPs per token and layer of the attention itself (scores and weighted sum), context T.
+
+    Softmax attention: 2 T H (hs + dR) for the scores (dR = 0 except MLA) and 2 T H hs for the
+    weighted sum of values, over all T keys as computed (masked entries included). With a window
+    and T > 2 window the band is computed instead (`sliding_window_attention`): on average fewer
+    than 2 window + n_global keys per query, counted chunk by chunk here.
+    Linear attention (chunks of 64): the masked quadratic form inside a chunk (4 * chunk * C), then
+    reading and updating the (hs x hs) state of each head (4 * C * hs) and the normaliser (2 C).
+    """
+    C, H = cfg.n_embd, cfg.n_head
+    hs = C // H
+    if cfg.attn == "linear":
+        return 4 * min(64, T) * C + 4 * C * hs + 2 * C
+    keys = T
+    if cfg.window is not None and T > 2 * cfg.window:
+        w, g = cfg.window, cfg.n_global
+        total = sum((min(c + w, T) - c) * (min(g, max(0, c - w + 1)) + min(c + w, T) - max(0, c - w + 1))
+                    for c in range(0, T, w))  # keys read by each chunk's queries, as sliding_window_attention
+        keys = total / T
+    return 2 * keys * H * (hs + cfg.rope_head_dim) + 2 * keys * C
 
 
 def non_embedding_params(cfg) -> int:

@@ -1,7 +1,6 @@
 """Tests of common/nn/layers.py: fast modules vs from-scratch references, gradients, shapes."""
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -22,6 +21,7 @@ from common.nn.layers import (
     rms_norm_reference,
     swiglu,
 )
+from common.nn.model import GPTConfig
 
 
 def randomised(module):
@@ -146,7 +146,7 @@ def test_mlp_hidden_dims_and_swiglu_formula():
 def block_cfg(**kw):
     base = dict(n_embd=32, n_head=4, n_kv_head=None, bias=False, dropout=0.0, attn_backend="sdpa",
                 pos="learned", rope_base=10000.0, block_size=16, norm="layer", mlp="gelu", mlp_ratio=4)
-    return SimpleNamespace(**{**base, **kw})
+    return GPTConfig(**{**base, **kw})
 
 
 @pytest.mark.parametrize("kw", [{}, {"norm": "rms", "mlp": "swiglu", "pos": "rope", "n_kv_head": 2},
