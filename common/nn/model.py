@@ -124,6 +124,30 @@ SHAPES = {
 }
 
 
+VARIANTS = ("mha", "gqa", "mqa", "mla", "sliding", "moe")  # sprint 4's named variants (days 31-40)
+
+
+def variant_fields(name: str, *, kv_groups: int = 2, mla_rank: int = 48, mla_rope_dim: int = 8, window: int = 32,
+                   n_global: int = 4, n_expert: int = 4) -> dict:
+    """The GPTConfig fields that turn an MHA model (with pos="rope") into sprint 4's variant `name`.
+
+    gqa: `kv_groups` key/value heads; mqa: one; mla: a latent of `mla_rank` plus a rotated key of
+    `mla_rope_dim`; sliding: a `window` with `n_global` global tokens; moe: `n_expert` experts, top-2,
+    each half as wide as the dense MLP (the same active FLOPs per token). Days 39 and 40 build from it.
+    """
+    table = {
+        "mha": {},
+        "gqa": dict(n_kv_head=kv_groups),
+        "mqa": dict(n_kv_head=1),
+        "mla": dict(attn="mla", kv_lora_rank=mla_rank, rope_head_dim=mla_rope_dim),
+        "sliding": dict(window=window, n_global=n_global),
+        "moe": dict(n_expert=n_expert, expert_top_k=2, mlp_ratio=2),
+    }
+    if name not in table:
+        raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    return table[name]
+
+
 class GPT(nn.Module):
     """Decoder-only language model: idx (B, T) -> logits (B, T, vocab_size)."""
 
