@@ -295,6 +295,7 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"unknown position scheme {pos!r}, choose from {POSITIONS}")
         self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, d_model // n_head
         self.dropout, self.backend, self.pos, self.rope_base = dropout, backend, pos, rope_base
+        self.rope_dim = self.head_dim  # the features RoPE rotates
         self.attn_fn = ATTENTION_FNS[backend]
         self.qkv = nn.Linear(d_model, (n_head + 2 * n_kv_head) * self.head_dim, bias=bias)
         self.proj = nn.Linear(d_model, d_model, bias=bias)
@@ -308,7 +309,7 @@ class MultiHeadAttention(nn.Module):
         """cos, sin for positions start..start+T-1, growing the cached table when needed."""
         if start + T > self.rope_cos.shape[0]:
             n = max(start + T, 2 * self.rope_cos.shape[0])
-            cos, sin = rope_cos_sin(n, self.head_dim, self.rope_base, device=self.rope_cos.device)
+            cos, sin = rope_cos_sin(n, self.rope_dim, self.rope_base, device=self.rope_cos.device)
             self.rope_cos, self.rope_sin = cos.to(self.rope_cos.dtype), sin.to(self.rope_sin.dtype)
         return self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # (T, hd/2)
 
@@ -385,6 +386,7 @@ class LatentAttention(MultiHeadAttention):
             raise ValueError(f"unknown attention backend {backend!r}, choose from {list(ATTENTION_FNS)}")
         self.n_head, self.n_kv_head, self.head_dim = n_head, n_head, d_model // n_head
         self.kv_lora_rank, self.rope_head_dim = kv_lora_rank, rope_head_dim
+        self.rope_dim = rope_head_dim  # only the decoupled key part is rotated (MultiHeadAttention._rope)
         self.dropout, self.backend, self.pos, self.rope_base = dropout, backend, pos, rope_base
         self.window, self.n_global, self.kind = window, n_global, "mla"
         self.attn_fn = ATTENTION_FNS[backend]
@@ -398,13 +400,6 @@ class LatentAttention(MultiHeadAttention):
             cos, sin = rope_cos_sin(max_seq_len, dr, rope_base)
             self.register_buffer("rope_cos", cos, persistent=False)  # (max_seq_len, dR/2)
             self.register_buffer("rope_sin", sin, persistent=False)
-
-    def _rope(self, start, T):
-        if start + T > self.rope_cos.shape[0]:
-            n = max(start + T, 2 * self.rope_cos.shape[0])
-            cos, sin = rope_cos_sin(n, self.rope_head_dim, self.rope_base, device=self.rope_cos.device)
-            self.rope_cos, self.rope_sin = cos.to(self.rope_cos.dtype), sin.to(self.rope_sin.dtype)
-        return self.rope_cos[start:start + T], self.rope_sin[start:start + T]
 
     def forward(self, x, mask=None, is_causal=True, kv_cache=None, layer_idx=0, start_pos=0):
         """x (B, T, d_model) -> (B, T, d_model); same arguments as `MultiHeadAttention.forward`."""
