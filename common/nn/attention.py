@@ -67,6 +67,7 @@ def window_mask(T, S=None, window=None, n_global=0, device=None):
             [1, 1, 1, 0],
             [1, 0, 1, 1]], dtype=torch.int32)
     """
+    # >>> exercise day33.window_mask: causal keys within the last `window` positions, plus the first n_global keys
     S = T if S is None else S
     keep = causal_mask(T, S, device)  # j <= p, with p = S - T + i
     if window is None:
@@ -74,6 +75,7 @@ def window_mask(T, S=None, window=None, n_global=0, device=None):
     band = keep.triu(diagonal=S - T - window + 1)  # also j >= p - window + 1, i.e. p - j < window
     band[:, :n_global] |= keep[:, :n_global]  # the global keys, where causality allows
     return band  # bool only: no (T, S) integer temporaries, which at 32k would take gigabytes
+    # <<< exercise day33.window_mask
 
 
 def padding_mask(lengths, S):
@@ -201,6 +203,7 @@ def sliding_window_attention(q, k, v, window, n_global=0, scale=None, attn_fn=at
     of `window`: chunk [c, e) reads keys [c - window + 1, e) and the first n_global keys, so the
     work is O(T * (2 window + n_global)) instead of O(T^2). q, k, v (B, H|Hkv, T, D); T == S.
     """
+    # >>> exercise day33.sliding_window: per query chunk, attend only to its band of keys plus the global ones
     T = q.shape[-2]
     outs = []
     for c in range(0, T, window):
@@ -214,6 +217,7 @@ def sliding_window_attention(q, k, v, window, n_global=0, scale=None, attn_fn=at
         keep = (k_pos[None, :] <= q_pos) & ((q_pos - k_pos[None, :] < window) | (k_pos[None, :] < n_global))
         outs.append(attn_fn(q[..., c:e, :], kk, vv, mask=keep, scale=scale))  # (B, H, T_c, D)
     return torch.cat(outs, dim=-2)
+    # <<< exercise day33.sliding_window
 
 
 # ----------------------------------------------------------------------------- linear attention
@@ -247,6 +251,7 @@ def linear_attention(q, k, v, chunk=64, eps=1e-6):
     chunk: inside a chunk the small masked quadratic form, across chunks the carried S and z (the
     chunked form of Katharopoulos et al. and of later linear-attention and SSM kernels).
     """
+    # >>> exercise day33.linear_attention: carry S = sum phi(k) v^T and z = sum phi(k) over chunks, quadratic inside
     n_rep = _check_shapes(q, k, v)
     k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
     fq, fk = elu_feature_map(q), elu_feature_map(k)
@@ -264,6 +269,7 @@ def linear_attention(q, k, v, chunk=64, eps=1e-6):
         state = state + kc.transpose(-2, -1) @ vc
         z = z + kc.sum(-2)
     return torch.cat(outs, dim=-2)
+    # <<< exercise day33.linear_attention
 
 
 # ----------------------------------------------------------------------------- the layer
@@ -403,6 +409,7 @@ class LatentAttention(MultiHeadAttention):
 
     def forward(self, x, mask=None, is_causal=True, kv_cache=None, layer_idx=0, start_pos=0):
         """x (B, T, d_model) -> (B, T, d_model); same arguments as `MultiHeadAttention.forward`."""
+        # >>> exercise day39.mla: latent (+ rotated shared key) per token, cached; up-project to per-head k and v
         B, T, C = x.shape
         H, hs, r, dr = self.n_head, self.head_dim, self.kv_lora_rank, self.rope_head_dim
         q = self.q(x).view(B, T, H, hs + dr).transpose(1, 2)  # (B, H, T, hs + dR)
@@ -421,6 +428,7 @@ class LatentAttention(MultiHeadAttention):
         y = self._attend(q, k, v, mask, is_causal, kv_cache is not None)  # (B, H, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.proj(y))
+        # <<< exercise day39.mla
 
 
 def copy_from_torch_mha(ours, ref):

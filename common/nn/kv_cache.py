@@ -50,8 +50,10 @@ def kv_bytes_per_token(cfg, bytes_per_elem: int = 4) -> int:
 
     MHA: 2 L H hs b; GQA/MQA: 2 L Hkv hs b; MLA: L (r + dR) b; linear attention: 0 (its state is fixed).
     """
+    # >>> exercise day32.kv_bytes_per_token: layers x cached heads x (key + value features) x bytes, per config kind
     heads, dk, dv = kv_layout(cfg)
     return cfg.n_layer * heads * (dk + dv) * bytes_per_elem
+    # <<< exercise day32.kv_bytes_per_token
 
 
 def kv_cache_bytes(cfg, seq_len: int, batch: int = 1, bytes_per_elem: int = 4, rolling: bool = True) -> int:

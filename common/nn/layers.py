@@ -187,6 +187,7 @@ class MoE(nn.Module):
         self.last_load = torch.zeros(n_expert)  # share of assignments per expert in the last forward
 
     def forward(self, x):
+        # >>> exercise day39.moe: route each token to its top-k experts, gate-weighted sum, load-balancing loss
         shape = x.shape
         x = x.reshape(-1, shape[-1])  # (N, d)
         probs = F.softmax(self.router(x).float(), dim=-1)  # (N, E), float32 for the routing
@@ -201,6 +202,7 @@ class MoE(nn.Module):
         self.aux_loss = self.n_expert * (load * probs.mean(0)).sum()
         self.last_load = load.detach()
         return self.dropout(out.view(shape))
+        # <<< exercise day39.moe
 
 
 # ----------------------------------------------------------------------------- block

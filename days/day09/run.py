@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import torch
 
 from common import data
-from common.data.synthetic import CopyBatches, copy_accuracy, copy_batch
-from common.lab import bench, determinism
+from common.lab import bench
+from common.lab.positions import copy_accuracy_at, fit, make_model, train_copy
 from common.nn.model import GPT, gpt_config
 from common.run import plotting, runner
-from common.train import evaluate, train_config_for
+from common.train import evaluate
 
 DAY = 9
 NA = "n/a: learned table ends at block_size"
@@ -59,39 +59,12 @@ PRESETS = {
 }
 
 
-def make_model(cfg, pos, vocab, seed):
-    determinism.seed_everything(seed)  # same init and same batches for every variant
-    return GPT(gpt_config("nano", vocab_size=vocab, block_size=cfg.train_len, n_layer=cfg.n_layer,
-                          n_head=cfg.n_head, n_embd=cfg.n_embd, pos=pos))
-
-
-def fit(cfg, ctx, model, tb, vb, steps, tag):
-    tc = train_config_for(cfg, max_iters=steps, warmup_iters=max(1, steps // 20), eval_interval=0,
-                          eval_iters=cfg.eval_batches, log_interval=max(1, steps // 30))
-    return ctx.train(model.to(ctx.device), tb, vb, tc, run=tag)
-
-
 def copy_probe(cfg, ctx, pos, lengths):
     """Train on the copy task; token accuracy with the example at the end of each eval length."""
-    n, V = cfg.n_copy, cfg.copy_vocab
-    pad = cfg.train_len - 2 * n
-    tb = CopyBatches(n, V, cfg.batch_size, device=ctx.device, max_left_pad=pad)
-    vb = CopyBatches(n, V, cfg.batch_size, device=ctx.device, seed=1, max_left_pad=pad)
-    model = make_model(cfg, pos, V, ctx.seed)
-    res = fit(cfg, ctx, model, tb, vb, cfg.copy_steps, f"copy/{pos}")
-    model.eval()
-    out = {}
-    for L in lengths:
-        if pos == "learned" and L > cfg.train_len:
-            out[L] = None
-            continue
-        g = torch.Generator().manual_seed(L)
-        accs = []
-        for _ in range(cfg.eval_batches):
-            x, y, mask = copy_batch(64, n, V, generator=g, device=ctx.device, left_pad=L - 2 * n)
-            with torch.no_grad():
-                accs.append(copy_accuracy(model(x)[0], y, mask))
-        out[L] = tuple(sum(a[i] for a in accs) / len(accs) for i in (0, 1))  # (token acc, sequence acc)
+    model, res = train_copy(cfg, ctx, pos, cfg.copy_steps)
+    out = {L: None if pos == "learned" and L > cfg.train_len else  # (token acc, sequence acc)
+           copy_accuracy_at(model, L, cfg.n_copy, cfg.copy_vocab, cfg.eval_batches, device=ctx.device)
+           for L in lengths}
     return out, res
 
 
