@@ -302,7 +302,7 @@ def copy_section(cfg, ctx, variants, lens):
            + " The examples per length are fixed, so the tokens scored grow with L and the attention work with L².")
     series = {info[k][0]: (list(acc[k]), list(acc[k].values())) for k in res}
     p = plotting.lines(ctx.plot_path("copy_accuracy_vs_length"), series, "evaluation length (tokens, log scale)",
-                       "copy token accuracy", f"trained at {cfg.train_len} tokens",
+                       "copy token accuracy", f"Copy task, trained at {cfg.train_len} tokens, scored at the end of L",
                        logx=True, markers=True, hline=(chance, "chance"),
                        vline=[(cfg.train_len, "training length"), (4 * cfg.train_len, "day 9's longest (4x)")])
     d.image(p, "RoPE vs ALiBi: copy accuracy vs evaluation length")
