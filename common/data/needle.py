@@ -116,7 +116,7 @@ def make_examples(source: torch.Tensor, tok, length: int, depths=None, batch_siz
     if ((d < 0) | (d > 1)).any():
         raise ValueError(f"depths must lie in [0, 1], got {d.tolist()}")
     digits = torch.randint(0, 10, (B, n_digits), generator=generator)  # (B, k) independent, uniform
-    # >>> exercise day37.make_examples: cut each haystack window, put the needle after round(d*H) of it, end with query + answer
+    # >>> exercise day37.make_examples: each row: haystack[:round(d*H)], needle, the rest, query, answer
     pos = torch.round(d.double() * H).long()  # (B,) haystack characters before the needle
     digit_ids = _ids(tok, DIGITS)[digits]  # (B, k)
     open_ids, close_ids, query_ids = _ids(tok, NEEDLE_OPEN), _ids(tok, NEEDLE_CLOSE), _ids(tok, QUERY)

@@ -8,15 +8,15 @@ Days 37-39 share this harness; `common/data/needle.py` makes the prompts. The pi
     acc = needle_accuracy(model, task, lengths=[64, 512], depths=[0, 0.5, 1], n_trials=20, device="cpu")
     trials = needle_trials(...)                  # the same run, one record per prompt (hit, distance, ...)
     rows = hit_rate_by_distance(trials, edges)   # the records pooled by needle-to-query distance
-    fit = fit_decay(x, rate, n)                  # p(x) = p0 / (1 + (x / x50)^beta), least squares
+    fit = fit_decay(x, rate, n, "logistic")      # p(x) = p0 / (1 + exp(beta (x / x50 - 1))), least squares
 
-The model is trained at short lengths with the needle at uniform random depths and the loss on the
-answer digits only, then asked at lengths it never saw, which a position scheme without a table
-(`pos="alibi"`, the default, or `"rope"`) allows. Scoring is exact match of the greedy answer, computed
-in one teacher-forced pass: greedy decoding reproduces the answer exactly when, and only when, every
-answer position's argmax is the right digit given the right digits before it (tested against
-`generate`). Long prompts go through the model in chunks with a KV cache, so the attention scores held
-at once stay under a bound; the work still grows as L^2.
+The model is trained at short lengths (a length warm-up first, then up to `train_len`) with the needle at
+uniform random depths and the loss on the answer digits only, then asked at lengths it never saw, which a
+position scheme without a table (`pos="alibi"`, the default, or `"rope"`) allows. Scoring is exact match
+of the greedy answer, computed in one teacher-forced pass: greedy decoding reproduces the answer exactly
+when, and only when, every answer position's argmax is the right digit given the right digits before it
+(tested against `generate`). Long prompts go through the model in chunks with a KV cache, so the attention
+scores held at once stay under a bound; the work still grows as L^2.
 
 Unlike the rest of `common/lab`, which measures functions and tensors, this module trains a `GPT`: the
 retrieval model is the measuring instrument of days 37-39, built once and cached.
@@ -52,7 +52,7 @@ class RetrievalTask:
     warm_steps: int = 800     # ... where the copy circuit forms in a few hundred steps; long prompts from the start
                               # delay it, by a number of steps that varies from seed to seed
     n_digits: int = 4         # answer digits: a guess matches exactly with probability 10^-n_digits
-    batch_tokens: int = 2048  # tokens per batch: 107 prompts of 16, 7 of 256 (same matmul work per step)
+    batch_tokens: int = 2048  # tokens per batch: 107 prompts of 16, 7 of 256 (about the same matmul work per step)
     lm_loss: bool = False     # also learn the haystack's next characters (dilutes the answer's share of the loss)
     corpus: str = "tinyshakespeare"
 
@@ -120,15 +120,16 @@ def train_retrieval_model(model_cfg: GPTConfig, task: RetrievalTask, steps: int,
 
 
 @torch.no_grad()
-def answer_logits(model: GPT, ids: torch.Tensor, n_answer: int, max_scores: int = 1 << 25) -> torch.Tensor:
+def answer_logits(model: GPT, ids: torch.Tensor, n_answer: int, max_scores: int | None = None) -> torch.Tensor:
     """Logits (B, n_answer, V) that predict the last `n_answer` tokens of ids (B, T), teacher-forced.
 
-    One pass when the attention scores (B x heads x T x T) fit in `max_scores` elements; else the
-    sequence goes through in query chunks appended to a KV cache, each chunk's scores under the same
-    bound, and the answer's positions as a last chunk of their own.
+    One pass when the attention scores (B x heads x T x T) fit in `max_scores` elements (default 2^25,
+    128 MiB of float32, or 2^28 on a GPU); else the sequence goes through in query chunks appended to a
+    KV cache, each chunk's scores under the same bound, and the answer's positions as a last chunk.
     """
     model.eval()
     B, T = ids.shape
+    max_scores = max_scores or (1 << 28 if ids.is_cuda else 1 << 25)
     x = ids[:, :-1]  # (B, T - 1): position t predicts token t + 1
     H = model.cfg.n_head
     if B * H * T * T <= max_scores:

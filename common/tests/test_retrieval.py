@@ -18,7 +18,7 @@ from common.nn.model import GPT
 @pytest.fixture
 def task(require_data):
     require_data("tinyshakespeare")
-    return retrieval.RetrievalTask(train_len=48, min_len=16, batch_size=8)
+    return retrieval.RetrievalTask(train_len=48, min_len=16, warm_len=32, warm_steps=2, batch_tokens=256)
 
 
 class LookupModel(nn.Module):

@@ -5,8 +5,8 @@ the query `|k=` and the answer is the four digits (`common/data/needle.py`). An 
 string scores 100% everywhere: the generator is sound. A two-layer ALiBi GPT trained on prompts of
 16..256 characters, loss on the answer only, is then scored by exact match of its greedy answer at
 every (length, depth) up to 2048 characters, 8x past anything it trained on
-(`common/lab/retrieval.py`). A last table tests a probability model of retrieval: is exact match the
-product of per-digit accuracies, or is it all-or-nothing (find the needle and every digit follows)?
+(`common/lab/retrieval.py`). A last table tests a probability model of retrieval: are the digits of one
+answer right independently, or all together (each is a look-up over the same distance)?
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ class Config:
     steps: int = 1400
     lr: float = 3e-3
     lengths: str = "64,128,256,512,1024,2048"  # heatmap columns (prompt lengths in characters)
-    depths: str = "0,0.25,0.5,0.75,1"          # heatmap rows: 0 = the needle opens the prompt, 1 = just before the query
+    depths: str = "0,0.25,0.5,0.75,1"          # heatmap rows: 0 = the needle first, 1 = just before the query
     n_trials: int = 20         # prompts per cell
 
 
 PRESETS = {"nano": dict(train_len=48, warm_len=32, warm_steps=10, batch_tokens=512, n_layer=1, n_head=2, n_embd=16,
                         steps=20, lengths="32,64", depths="0,1", n_trials=4),
            "cpu": {},
-           # prompts up to 1024 while training (untested on a GPU so far), heatmap to 16k, more prompts per cell
+           # prompts up to 1024 while training (not yet run on a GPU), heatmap to 16k, more prompts per cell
            "gpu": dict(train_len=1024, batch_tokens=16384, steps=4000, lengths="64,256,1024,2048,4096,8192,16384",
                        n_trials=50)}
 
@@ -77,7 +77,7 @@ def grid_table(acc: dict, oracle: dict, lengths, depths) -> list[dict]:
 
 def probability_rows(trials: list[dict], lengths, k: int) -> list[dict]:
     """Per length: per-position accuracy p_j (teacher-forced), the measured exact match, and what it would be if
-    the digits were independent (the product) or fully correlated (the minimum, the largest possible), with the
+    the digits were independent (the product) or fully dependent (the minimum, the largest possible), with the
     smallest possible value max(0, sum p_j - (k - 1)) (the Frechet bounds)."""
     # >>> exercise day37.probability_rows: p_j per position, measured exact match, product, min and lower bound
     rows = []
@@ -90,6 +90,43 @@ def probability_rows(trials: list[dict], lengths, k: int) -> list[dict]:
                      "lower bound": max(0.0, sum(p) - (k - 1))})
     return rows
     # <<< exercise day37.probability_rows
+
+
+def train_section(cfg: Config, ctx: runner.Context, task, tok):
+    d = ctx.deliverable
+    d.section("Training the retrieval model")
+    mcfg = task.model_config(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, pos=cfg.pos)
+    tr = retrieval.train_retrieval_model(mcfg, task, cfg.steps, ctx.device, lr=cfg.lr, seed=ctx.seed,
+                                         tracker=ctx.tracker.scoped("retrieval"), show_progress=not ctx.quick,
+                                         cache_dir=ctx.cache_dir("retrieval"), retrain=True)
+    train_b, _ = task.batches()
+    ctx.record_throughput("retrieval", tr.result, tr.model, round(train_b.mean_block))
+    h = tr.history
+    d.text(f"A {cfg.n_layer}-layer GPT ({cfg.n_head} heads, width {cfg.n_embd}, `pos={cfg.pos}`, "
+           f"{tr.model.num_params():,} parameters), {cfg.steps} steps of about {cfg.batch_tokens:,} tokens: each batch "
+           f"draws one prompt length log-uniformly and holds as many prompts as fit "
+           f"({cfg.batch_tokens // (cfg.min_len + cfg.n_digits - 1)} of {cfg.min_len} characters, "
+           f"{cfg.batch_tokens // (cfg.train_len + cfg.n_digits - 1)} of {cfg.train_len}). Length warm-up: the first "
+           f"{cfg.warm_steps} batches draw from {cfg.min_len}..{cfg.warm_len}, the rest from {cfg.min_len}.."
+           f"{cfg.train_len}. Needle depth uniform in [0, 1]; cross-entropy on the {cfg.n_digits} answer digits only. "
+           f"Both columns are fixed batches over the whole range {cfg.min_len}..{cfg.train_len} (train and val split).")
+    d.table([{"step": s, "train CE (answer digits)": a, "val CE": b}
+             for s, a, b in zip(h["step"], h["train"], h["val"])])
+    learned = next((s for s, v in zip(h["step"], h["val"]) if v < 0.1), None)
+    pre = [v for s, v in zip(h["step"], h["val"]) if s < cfg.warm_steps]
+    post = [v for s, v in zip(h["step"], h["val"]) if s >= cfg.warm_steps]
+    bump = (f"; the first evaluation after the warm-up reads {post[0]:.4f} against {pre[-1]:.4f} just before, "
+            + (f"a bump as the model meets prompts up to {cfg.train_len} for the first time."
+               if post[0] > pre[-1] else "no bump when the long prompts arrive.")) if pre and post else "."
+    d.text(f"What to look at: a uniform guess over the digits costs ln 10 = {math.log(10):.3f} nats (over the whole "
+           f"vocabulary, ln {tok.vocab_size} = {math.log(tok.vocab_size):.3f}); the first evaluation (step "
+           f"{h['step'][0]}) reads {h['val'][0]:.3f} and the last {tr.val_loss:.4f} on the val split. "
+           + (f"Val CE first falls below 0.1 at step {learned}"
+              + (", inside the warm-up: the copy circuit forms on short prompts and already reaches the long ones"
+                 if learned < cfg.warm_steps else ", after the warm-up: the long prompts finish the job") + bump
+              if learned is not None and tr.val_loss < 0.1 else
+              "The model has not learned to retrieve within this budget: the heatmap measures an unfinished model."))
+    return tr
 
 
 def main(cfg: Config, ctx: runner.Context) -> dict:
@@ -109,46 +146,16 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
               "misses below are the model's." if oracle_acc == 1 else "a cell below 100% means a malformed prompt: "
               "the generator is broken, and the heatmap cannot be trusted."))
 
-    d.section("Training the retrieval model")
-    mcfg = task.model_config(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, pos=cfg.pos)
-    tr = retrieval.train_retrieval_model(mcfg, task, cfg.steps, dev, lr=cfg.lr, seed=ctx.seed,
-                                         tracker=ctx.tracker.scoped("retrieval"), show_progress=not ctx.quick,
-                                         cache_dir=ctx.cache_dir("retrieval"), retrain=True)
-    train_b, _ = task.batches()
-    ctx.record_throughput("retrieval", tr.result, tr.model, round(train_b.mean_block))
-    h = tr.history
-    d.text(f"A {cfg.n_layer}-layer GPT ({cfg.n_head} heads, width {cfg.n_embd}, `pos={cfg.pos}`, "
-           f"{tr.model.num_params():,} parameters), {cfg.steps} steps of about {cfg.batch_tokens:,} tokens: each batch "
-           f"draws one prompt length log-uniformly and holds as many prompts as fit "
-           f"({cfg.batch_tokens // (cfg.min_len + cfg.n_digits - 1)} of {cfg.min_len} characters, "
-           f"{cfg.batch_tokens // (cfg.train_len + cfg.n_digits - 1)} of {cfg.train_len}). Length warm-up: the first "
-           f"{cfg.warm_steps} batches draw from {cfg.min_len}..{cfg.warm_len}, the rest from {cfg.min_len}.."
-           f"{cfg.train_len}. Needle depth uniform in [0, 1]; cross-entropy on the {cfg.n_digits} answer digits only. "
-           f"Both columns are fixed batches over the whole range {cfg.min_len}..{cfg.train_len} (train and val split).")
-    d.table([{"step": s, "train CE (answer digits)": a, "val CE": b} for s, a, b in zip(h["step"], h["train"], h["val"])])
-    learned = next((s for s, v in zip(h["step"], h["val"]) if v < 0.1), None)
-    pre = [v for s, v in zip(h["step"], h["val"]) if s < cfg.warm_steps]
-    post = [v for s, v in zip(h["step"], h["val"]) if s >= cfg.warm_steps]
-    d.text(f"What to look at: a uniform guess over the digits costs ln 10 = {math.log(10):.3f} nats (over the whole "
-           f"vocabulary, ln {tok.vocab_size} = {math.log(tok.vocab_size):.3f}); the first evaluation (step {h['step'][0]}) "
-           f"reads {h['val'][0]:.3f} and the last {tr.val_loss:.4f} on the val split. "
-           + (f"Val CE first falls below 0.1 at step {learned}"
-              + (", inside the warm-up: the copy circuit forms on short prompts and already reaches the long ones"
-                 if learned < cfg.warm_steps else ", after the warm-up: the long prompts finish the job")
-              + (f"; the first evaluation after the warm-up reads {post[0]:.4f} against {pre[-1]:.4f} just before, "
-                 + ("a bump while the model meets prompts up to " + str(cfg.train_len) + " for the first time."
-                    if post[0] > pre[-1] else "no bump when the long prompts arrive.") if pre and post else ".")
-              if learned is not None and tr.val_loss < 0.1 else
-              "The model has not learned to retrieve within this budget: the heatmap measures an unfinished model."))
+    tr = train_section(cfg, ctx, task, tok)
 
     d.section("Accuracy over depth x length")
     trials = retrieval.needle_trials(tr.model, task, lengths, depths, cfg.n_trials, dev, seed=ctx.seed)
     acc = retrieval.accuracy_grid(trials)
     d.table(grid_table(acc, oracle, lengths, depths), floatfmt=".2f")
     p = plotting.heatmap(ctx.plot_path("heatmap"), [[acc[(L, dp)] for L in lengths] for dp in depths],
-                         "prompt length L (characters)", "needle depth d (0 = start, 1 = just before the query)",
-                         f"Needle retrieval, exact match of {cfg.n_digits} digits ({cfg.n_trials} prompts per cell; "
-                         f"trained at ≤ {cfg.train_len})", cbar="exact-match accuracy", xticks=lengths,
+                         "prompt length L (characters)", "needle depth d (0 = first, 1 = last)",
+                         f"Needle retrieval (trained on L ≤ {cfg.train_len})",
+                         cbar=f"exact match of {cfg.n_digits} digits ({cfg.n_trials} prompts per cell)", xticks=lengths,
                          yticks=[f"{dp:g}" for dp in depths], vmin=0, vmax=1)
     d.image(p, "Exact-match accuracy per (length, depth); the oracle scores 1 in every cell")
     inside = [acc[(L, dp)] for L in lengths for dp in depths if L <= cfg.train_len]
@@ -159,7 +166,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.text(f"What to look at: up to the training length ({cfg.train_len}) the mean accuracy is "
            f"{sum(inside) / max(1, len(inside)):.2f}"
            + (f"; beyond it {sum(beyond) / len(beyond):.2f}. " if beyond else ". ")
-           + (f"Every depth stays ≥ 0.9 up to L = {max(solved)}. " if solved else "No length is solved at every depth. ")
+           + (f"Every depth stays ≥ 0.9 up to L = {max(solved)}. " if solved else
+              "No length is solved at every depth. ")
            + f"At L = {far} a needle just before the query (depth {max(depths):g}) is found {near_far[0]:.0%} of the "
            f"time, one at the start (depth {min(depths):g}) {near_far[1]:.0%}: "
            + ("what decides a hit is the distance from needle to query more than the length of the prompt; "
@@ -171,17 +179,22 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     k = cfg.n_digits
     rows = probability_rows(trials, lengths, k)
     d.table(rows, floatfmt=".3f")
-    err_ind = max(abs(r["exact (measured)"] - r["∏ p_j (independent)"]) for r in rows)
-    err_aon = max(abs(r["exact (measured)"] - r["min p_j (all or nothing)"]) for r in rows)
+    spread = [r for r in rows if r["min p_j (all or nothing)"] - r["∏ p_j (independent)"] > 0.05]
+    where = [(r["exact (measured)"] - r["∏ p_j (independent)"])
+             / (r["min p_j (all or nothing)"] - r["∏ p_j (independent)"]) for r in spread]
+    mean_where = sum(where) / len(where) if where else None
     d.text(f"Per length, pooled over depths: p_j is the accuracy of answer digit j given the true digits before it "
            f"(teacher forcing). Whatever the dependence between digits, exact match lies between max(0, Σ p_j − "
            f"{k - 1}) and min p_j. If the digits were right independently it would be ∏ p_j; if a prompt is either "
-           f"retrieved at every digit or at none, min p_j. Chance is 10^-{k} = {10.0 ** -k:g}. What to look at: the "
-           f"largest gap to the measured exact match is {err_ind:.3f} for the independent model and {err_aon:.3f} for "
-           f"all-or-nothing: "
-           + ("all-or-nothing fits better — the digits of one prompt succeed or fail together, because each is a "
-              "retrieval over the same distance." if err_aon < err_ind else
-              "the independent model fits as well or better here, so misses are spread over the digits."))
+           f"retrieved at every digit or at none, min p_j. Chance is 10^-{k} = {10.0 ** -k:g}. What to look at: "
+           + (f"where the two models differ by more than 0.05 (L = {', '.join(str(r['L']) for r in spread)}), the "
+              f"measured exact match sits {', '.join(f'{w:.0%}' for w in where)} of the way from the independent "
+              "prediction to the all-or-nothing one: "
+              + ("closer to all-or-nothing: the digits of one prompt succeed or fail together." if mean_where >= 0.8
+                 else "close to independent: misses are spread over the digits." if mean_where <= 0.2 else
+                 "the digits of one prompt fail together more often than independent digits would (each is a "
+                 "look-up over the same distance), but not always together.")
+              if spread else "the two models agree at every length here (the digits are all right, or all wrong)."))
 
     return {"oracle_acc": round(oracle_acc, 4), "val_loss": round(tr.val_loss, 4),
             "acc_within_train_len": round(sum(inside) / max(1, len(inside)), 4),
@@ -189,7 +202,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
             "acc_max_len": round(sum(acc[(far, dp)] for dp in depths) / len(depths), 4),
             **{f"acc_L{L}": round(sum(acc[(L, dp)] for dp in depths) / len(depths), 4) for L in lengths},
             "first_digit_acc": round(sum(r["digit_hits"][0] for r in trials) / len(trials), 4),
-            "exact_gap_independent": round(err_ind, 4), "exact_gap_all_or_nothing": round(err_aon, 4),
+            "exact_between_models": None if mean_where is None else round(mean_where, 4),
             "chance_exact": 10.0 ** -k}
 
 
