@@ -73,6 +73,8 @@ class RetrievalTask:
 
 
 class Trained(NamedTuple):
+    """What `train_retrieval_model` returns: the model (in eval mode) and how its training went."""
+
     model: GPT
     val_loss: float           # mean cross-entropy on the answer digits of fixed validation batches
     history: dict             # the evaluations during training: step, train, val (kept in the cache too)

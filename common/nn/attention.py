@@ -366,13 +366,17 @@ class LatentAttention(MultiHeadAttention):
     Only these r + d_R numbers per layer go into the KV cache, against 2 * n_kv_head * head_dim
     for MHA/GQA. Every head's key and value are re-made from the latent by one up-projection,
     k_h = [W_uk,h c ; RoPE(W_kr x)] and v_h = W_uv,h c, and the query is [W_q,h x ; RoPE(W_qr,h x)],
-    so scores use head size head_dim + d_R. (DeepSeek also compresses the queries and normalises
-    the latent; here queries stay full rank and the latent has no norm, to keep the idea bare.)
+    so scores use head size head_dim + d_R. (DeepSeek also compresses the queries; here they
+    stay full rank, to keep the idea bare.)
 
     Cache layout: `kv_cache.update(layer, latent, empty)` with latent (B, 1, T, r + d_R) and an
     empty (B, 1, T, 0) value: `KVCache.for_model` sizes it from `kv_layout(cfg)`. Decoding
     up-projects every cached latent each step; real kernels fold W_uk into the query and W_uv into
     the output projection ("weight absorption") instead, which this layer leaves out.
+
+    The latent is RMS-normalised (a learned gain of r numbers, no bias), as in DeepSeek-V2. Without it
+    the keys and values are products of two freshly initialised matrices, far smaller than MHA's at the
+    start, and in our runs MLA then learned an induction copy much later than MHA (day 39).
     """
 
     def __init__(self, d_model, n_head, kv_lora_rank, rope_head_dim=0, bias=True, dropout=0.0, backend="sdpa",
@@ -399,6 +403,7 @@ class LatentAttention(MultiHeadAttention):
         H, hs, r, dr = n_head, self.head_dim, kv_lora_rank, rope_head_dim
         self.q = nn.Linear(d_model, H * (hs + dr), bias=bias)  # [q_nope (H*hs) ; q_rope (H*dR)]
         self.kv_down = nn.Linear(d_model, r + dr, bias=bias)  # [latent c (r) ; shared rope key (dR)]
+        self.kv_norm = nn.RMSNorm(r, eps=1e-6)  # on the latent, as DeepSeek-V2: see the class docstring
         self.kv_up = nn.Linear(r, 2 * H * hs, bias=bias)  # c -> [k_nope (H*hs) ; v (H*hs)]
         self.proj = nn.Linear(d_model, d_model, bias=bias)
         self.resid_dropout = nn.Dropout(dropout)
@@ -414,6 +419,7 @@ class LatentAttention(MultiHeadAttention):
         H, hs, r, dr = self.n_head, self.head_dim, self.kv_lora_rank, self.rope_head_dim
         q = self.q(x).view(B, T, H, hs + dr).transpose(1, 2)  # (B, H, T, hs + dR)
         latent = self.kv_down(x)[:, None]  # (B, 1, T, r + dR): what the cache keeps
+        latent = torch.cat([self.kv_norm(latent[..., :r]), latent[..., r:]], dim=-1) if dr else self.kv_norm(latent)
         if dr:
             cos, sin = self._rope(start_pos, T)
             q = torch.cat([q[..., :hs], apply_rope(q[..., hs:], cos, sin)], dim=-1)

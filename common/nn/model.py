@@ -259,6 +259,8 @@ def count_params_formula(cfg, non_embedding=False):
     C, V, L = cfg.n_embd, cfg.vocab_size, cfg.n_layer
     outs = attn_matmul_shapes(cfg)  # (in, out) of every attention matmul
     attn = sum(i * o + (o if cfg.bias else 0) for i, o in outs)
+    if cfg.attn == "mla":
+        attn += cfg.kv_lora_rank  # the latent's RMSNorm gain
     hidden = mlp_hidden_dim(C, cfg.mlp_ratio, cfg.mlp)
     fc_out = MLP_ACTS[cfg.mlp][0] * hidden
     mlp = C * fc_out + hidden * C + (fc_out + C if cfg.bias else 0)  # fc and proj

@@ -187,3 +187,24 @@ def test_bad_variant_settings_are_refused():
                 dict(n_expert=2, expert_top_k=3), dict(attn="mla", kv_lora_rank=8, pos="rope")):
         with pytest.raises(ValueError):
             GPT(gpt_config("nano", **bad))
+
+
+@pytest.mark.parametrize("pos", ["alibi", "learned"])
+def test_mla_with_identity_latent_is_mha(pos):
+    """A latent as wide as the model with kv_down = I makes MLA compute exactly MHA's attention (on inputs of
+    unit RMS, where the latent's RMSNorm with its initial gain of one is the identity)."""
+    from common.nn.attention import LatentAttention, MultiHeadAttention
+
+    torch.manual_seed(0)
+    d, H = 32, 4
+    mha = MultiHeadAttention(d, H, pos=pos).eval()
+    mla = LatentAttention(d, H, kv_lora_rank=d, pos=pos).eval()
+    wq, wk, wv = mha.qkv.weight.split(d)
+    bq, bk, bv = mha.qkv.bias.split(d)
+    with torch.no_grad():
+        mla.q.weight.copy_(wq), mla.q.bias.copy_(bq)
+        mla.kv_down.weight.copy_(torch.eye(d)), mla.kv_down.bias.zero_()
+        mla.kv_up.weight.copy_(torch.cat([wk, wv])), mla.kv_up.bias.copy_(torch.cat([bk, bv]))
+        mla.proj.load_state_dict(mha.proj.state_dict())
+        x = torch.nn.functional.rms_norm(torch.randn(2, 9, d), (d,), eps=1e-6)
+        torch.testing.assert_close(mla(x), mha(x), atol=1e-5, rtol=1e-5)
