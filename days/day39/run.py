@@ -26,7 +26,7 @@ from common.run.errors import UserError
 from common.train import full_split_loss, train_config_for
 
 DAY = 39
-METRIC_KINDS = {"tps_*": "timing", "*_tps_rel": "timing"}
+METRIC_KINDS = {"tps_*": "timing"}
 KEY_METRICS = ["mla_kv_bytes_reduction", "mla_val_loss_gap", "chosen_default", "chosen_inference"]
 
 
