@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 COMMON = Path(__file__).resolve().parents[1]
-LIBRARY = ("nn", "data", "train", "lab")
+LIBRARY = ("nn", "data", "train", "lab", "eval")
 LEAVES = {"common.run.atomic", "common.run.errors", "common.run.progress_bar"}
 
 
