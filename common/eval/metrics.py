@@ -1,0 +1,57 @@
+"""Scores for generated answers: exact match, win rate with a bootstrap interval, distinct-n.
+
+    exact_match("42.0", "42")                  # True: numbers compare by value
+    win_rate([1, 0, 1], [0, 0, 1])             # 0.667: A wins one, ties two (a tie counts half)
+    bootstrap_ci(wins, np.mean, seed=0)        # (low, high), the 95% percentile interval
+    distinct_n([["a", "b", "a", "b"]], 2)      # 0.667: 2 distinct bigrams of 3
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        return float(text.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def exact_match(prediction: str, answer: str) -> bool:
+    """Whether `prediction` is `answer`, after stripping and collapsing spaces; numbers compare by value."""
+    p, a = " ".join(prediction.split()), " ".join(answer.split())
+    if p == a:
+        return True
+    pn, an = _as_number(p), _as_number(a)
+    return pn is not None and an is not None and pn == an
+
+
+def win_rate(scores_a, scores_b) -> float:
+    """Share of paired items where A scores above B, ties counted as half a win."""
+    a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"need two equally long, non-empty score lists, got {a.size} and {b.size}")
+    return float(np.mean((a > b) + 0.5 * (a == b)))
+
+
+def bootstrap_ci(values, stat=np.mean, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of stat(values): resample the items with replacement n_boot times.
+
+    For paired comparisons pass one value per item (e.g. 1 / 0.5 / 0 for win / tie / loss) so the pairing
+    is kept.
+    """
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        raise ValueError("need at least one value to bootstrap")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(n_boot, x.size))
+    stats = np.array([stat(x[i]) for i in idx])
+    lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def distinct_n(sequences, n: int = 2) -> float:
+    """Distinct n-grams over all n-grams across `sequences` (lists of tokens or strings); 0 when there are none."""
+    grams = [tuple(s[i:i + n]) for s in sequences for i in range(len(s) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
