@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from common.nn import sampling
 from common.nn.kv_cache import KVCache
 
 
@@ -40,8 +41,18 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k=None, top_
 
 @torch.no_grad()
 def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
-             use_cache: bool = True, cache=None, generator=None) -> torch.Tensor:
-    """Return idx (B, T + max_new_tokens). `cache` may be given (e.g. a PagedKVCache)."""
+             use_cache: bool = True, cache=None, generator=None, processors=None) -> torch.Tensor:
+    """Return idx (B, T + max_new_tokens). `cache` may be given (e.g. a PagedKVCache).
+
+    `processors` (a list from `common.nn.sampling`) replaces temperature/top_k/top_p when given: each step
+    samples from the processed logits, with the whole sequence so far as their context.
+    """
+
+    def pick(last_logits, seq):
+        if processors is not None:
+            return sampling.sample(last_logits, seq, processors, generator)
+        return sample_next(last_logits, temperature, top_k, top_p, generator)
+
     was_training = model.training
     model.eval()
     block = model.cfg.block_size
@@ -55,7 +66,7 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
         logits, _ = model(idx, kv_cache=cache, start_pos=0)
         pos = idx.shape[1]
         for _ in range(max_new_tokens):
-            nxt = sample_next(logits[:, -1], temperature, top_k, top_p, generator)  # (B, 1)
+            nxt = pick(logits[:, -1], idx)  # (B, 1)
             idx = torch.cat([idx, nxt], dim=1)
             if idx.shape[1] == total:
                 break
@@ -65,6 +76,6 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
         for _ in range(max_new_tokens):
             ctx = idx[:, -block:] if limited else idx
             logits, _ = model(ctx)
-            idx = torch.cat([idx, sample_next(logits[:, -1], temperature, top_k, top_p, generator)], dim=1)
+            idx = torch.cat([idx, pick(logits[:, -1], idx)], dim=1)
     model.train(was_training)
     return idx
