@@ -2,5 +2,6 @@
 
 `calculator` is the safe arithmetic evaluator that verifies answers and runs the model's calculator
 calls (sprint 5's tool use): an AST walk over numbers and + - * / ** with hard limits, never `eval`.
+`tool_use` is the calculator-call trace format and the runtime loop that executes a model's calls.
 `metrics` scores answers: exact match, win rate with a bootstrap interval, distinct-n.
 """
