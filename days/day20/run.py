@@ -35,8 +35,7 @@ def glossary_terms(text: str) -> list[str]:
 
 
 def main(cfg: Config, ctx: runner.Context) -> dict:
-    lo, _, hi = cfg.days.partition("-")
-    metrics = wrap.run_wrap(ctx, SPRINT, list(range(int(lo), int(hi or lo) + 1)), cfg.update_readme)
+    metrics = wrap.run_wrap(ctx, SPRINT, wrap.sprint_days(cfg.days), cfg.update_readme)
     glossary = (HERE / "glossary.md").read_text(encoding="utf-8")
     sheet = (HERE / "cheatsheet.md").read_text(encoding="utf-8")
     terms = glossary_terms(glossary)

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from common.course import wrap
 from common.course.wrap import latex_balanced, reference_metrics
 from common.nn.model import GPT, SHAPES, GPTConfig
-from common.run import atomic, runner
+from common.run import runner
 from common.run.dayfiles import DayFiles
 from common.train import TrainConfig, lr_at
 
@@ -123,16 +122,14 @@ def check_recipe(recipe: dict) -> dict:
 
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d = ctx.deliverable
-    lo, _, hi = cfg.days.partition("-")
-    metrics = wrap.run_wrap(ctx, SPRINT, list(range(int(lo), int(hi or lo) + 1)), cfg.update_readme)
+    metrics = wrap.run_wrap(ctx, SPRINT, wrap.sprint_days(cfg.days), cfg.update_readme)
 
     recipe, rows = best_recipe(ctx.root)
     path = ctx.day_dir / "best_config.yaml"
     header = ("# Sprint 3's best pretraining recipe, assembled by `make day 30` from the days' reference runs.\n"
               "# Each choice and its evidence: days/day30/deliverable.md. model: GPTConfig fields; train: TrainConfig\n"
               "# fields; data: batch and tokenizer. Load with OmegaConf.load(path).\n")
-    atomic.write_text(path, header + OmegaConf.to_yaml(OmegaConf.create(recipe)))
-    loaded = OmegaConf.to_container(OmegaConf.load(path))
+    loaded = wrap.save_yaml(path, header, recipe)
     check = check_recipe(loaded)
     d.section("The best configuration")
     d.table(rows)

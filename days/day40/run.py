@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from common.course import wrap
 from common.course.wrap import latex_balanced, reference_metrics
 from common.nn.kv_cache import kv_bytes_per_token, kv_cache_bytes
 from common.nn.model import GPT, GPTConfig, count_params_formula, variant_fields
-from common.run import atomic, runner
+from common.run import runner
 from common.run.dayfiles import DayFiles
 
 DAY = 40
@@ -120,16 +119,14 @@ def check_decision(choice: dict) -> dict:
 
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d = ctx.deliverable
-    lo, _, hi = cfg.days.partition("-")
-    metrics = wrap.run_wrap(ctx, SPRINT, list(range(int(lo), int(hi or lo) + 1)), cfg.update_readme)
+    metrics = wrap.run_wrap(ctx, SPRINT, wrap.sprint_days(cfg.days), cfg.update_readme)
 
     choice, rows = decision(ctx.root)
     path = ctx.day_dir / "attention.yaml"
     header = ("# Sprint 4's decision, assembled by `make day 40` from day 39's reference run (evidence: days/day40/\n"
               "# deliverable.md). Each role holds GPTConfig fields to add to a model config with pos='rope':\n"
               "# default for training, inference for long-context serving, mlp for the feed-forward block.\n")
-    atomic.write_text(path, header + OmegaConf.to_yaml(OmegaConf.create(choice)))
-    loaded = OmegaConf.to_container(OmegaConf.load(path))
+    loaded = wrap.save_yaml(path, header, choice)
     built = check_decision(loaded)
     d.section("The decision, as config")
     d.table(rows)
