@@ -11,7 +11,7 @@ any model output exactly. The families:
     convert     "How many metres are in 7 kilometres?"                  -> "7000"
     word        "Ada has 12 shells and finds 9 more. How many now?"     -> "21"   (calculator: "12 + 9")
 
-Each family has several phrasings (templates). **Splits by phrasing and by content**: the last template of
+Each family has seven to ten phrasings (templates), so that a model learns the task, not one sentence. **Splits by phrasing and by content**: the last template of
 every family is held out for `test`, so test prompts are worded in ways training never saw (a new wording
 of a task trained on, never a new operation); `train` and
 `val` share templates but never a prompt. Prompts are deduplicated after normalising case and spaces,
@@ -57,19 +57,30 @@ UNITS = (("kilometres", "metres", 1000), ("metres", "centimetres", 100), ("kilog
          ("days", "hours", 24), ("weeks", "days", 7))
 
 TEMPLATES = {
-    "arithmetic": ("What is {e}?", "Compute {e}.", "Calculate: {e}", "Give the value of {e}."),
-    "reverse": ("Reverse the letters of '{w}'.", "Write '{w}' backwards.", "Spell '{w}' in reverse order."),
-    "copy": ("Repeat exactly: {s}", "Copy this text: {s}", "Say it back word for word: {s}"),
-    "lookup": ("{t}. What is {k}?", "Table: {t}. Look up {k}.", "Given {t}, what value does {k} have?"),
-    "convert": ("How many {small} are in {n} {big}?", "Convert {n} {big} to {small}.",
+    "arithmetic": ("What is {e}?", "Compute {e}.", "Calculate: {e}", "Work out {e}.", "Evaluate {e}.",
+                   "What does {e} equal?", "Find the value of {e}.", "{e} = ?", "Give the value of {e}."),
+    "reverse": ("Reverse the letters of '{w}'.", "Write '{w}' backwards.", "What is '{w}' reversed?", "Reverse '{w}'.",
+                "Turn '{w}' around, letter by letter.", "Give '{w}' in reverse.", "Spell '{w}' in reverse order."),
+    "copy": ("Repeat exactly: {s}", "Copy this text: {s}", "Echo: {s}", "Write this again: {s}",
+             "Repeat after me: {s}", "Say this back: {s}", "Say it back word for word: {s}"),
+    "lookup": ("{t}. What is {k}?", "Table: {t}. Look up {k}.", "Prices: {t}. What does {k} cost?",
+               "Values: {t}. Find {k}.", "From {t}, read off {k}.", "{t}. How much is {k}?",
+               "Given {t}, what value does {k} have?"),
+    "convert": ("How many {small} are in {n} {big}?", "Convert {n} {big} to {small}.", "Express {n} {big} in {small}.",
+                "What is {n} {big} in {small}?", "Turn {n} {big} into {small}.", "How many {small} make {n} {big}?",
                 "{n} {big} is how many {small}?"),
     "word": ("{name} has {a} {thing} and gets {b} more. How many {thing} now?",
+             "{name} finds {a} {thing}, then {b} more. How many in total?",
+             "{name} had {a} {thing} and was given {b} more. How many now?",
              "{name} had {a} {thing} and gave away {b}. How many are left?",
+             "{name} has {a} {thing} and loses {b}. How many remain?",
              "{name} buys {a} bags with {b} {thing} each. How many {thing} in all?",
+             "There are {a} boxes of {b} {thing}. How many {thing} altogether?",
              "There are {a} {thing} shared equally by {b} friends. How many does each get?",
+             "{name} splits {a} {thing} into {b} equal piles. How many in each pile?",
              "{name} starts with {a} {thing} and a friend adds {b}. What is the total?"),
 }
-WORD_OPS = "+-*/+"  # the operation of each word template; the held-out last one rephrases addition
+WORD_OPS = "+++--**//+"  # the operation of each word template; the held-out last one rephrases addition
 FAMILIES = tuple(TEMPLATES)
 
 
@@ -115,7 +126,7 @@ def make_example(family: str, template: int, rng: random.Random) -> Example:
         answer = str(table[k])
     elif family == "convert":
         big, small, factor = rng.choice(UNITS)
-        n = rng.randint(1, 50)
+        n = rng.randint(1, 250)
         fields, expression = {"big": big, "small": small, "n": n}, f"{n} * {factor}"
         answer = format_number(evaluate(expression))
     elif family == "word":
@@ -136,11 +147,14 @@ def held_out_template(family: str) -> int:
     return len(TEMPLATES[family]) - 1
 
 
-def generate(n_per_family: int = 400, seed: int = 0, families=FAMILIES, val_frac: float = 0.1) -> dict:
+def generate(n_per_family: int = 400, seed: int = 0, families=FAMILIES, val_frac: float = 0.1,
+             report: dict | None = None) -> dict:
     """{split: [Example]}: `n_per_family` distinct prompts per family, deduplicated, split leak-free.
 
     Held-out phrasing examples go to test; the rest are shuffled into train and val (val_frac of them).
     A family whose value space is too small to give n distinct prompts in 50 n draws raises ValueError.
+    `report`, when given, receives {family: {"draws": ..., "duplicates": ...}}: how many examples were
+    drawn and how many of them deduplication dropped.
     """
     rng = random.Random(seed)
     splits = {s: [] for s in SPLITS}
@@ -158,6 +172,8 @@ def generate(n_per_family: int = 400, seed: int = 0, families=FAMILIES, val_frac
             if key not in seen:
                 seen.add(key)
                 kept.append(ex)
+        if report is not None:
+            report[family] = {"draws": tries, "duplicates": tries - len(kept)}
         held = [e for e in kept if e.template == held_out_template(family)]
         rest = [e for e in kept if e.template != held_out_template(family)]
         rng.shuffle(rest)
@@ -197,8 +213,8 @@ def data_card(splits: dict, seed: int) -> dict:
         "test_phrasings": {f: TEMPLATES[f][held_out_template(f)] for f in sorted({e.family for s in SPLITS
                                                                               for e in splits[s]})},
         "known_biases": ["English only",
-                         "small whole numbers (0-99 in arithmetic; answers below 10,000, some negative)",
-                         "a few fixed phrasings per family; test uses a held-out one",
+                         "whole numbers only: operands 0-99 in arithmetic, 1-250 in conversions; some answers negative",
+                         "seven to ten fixed phrasings per family; test uses a held-out one",
                          "names, items and units from short fixed lists"],
     }
 

@@ -1,8 +1,12 @@
 """Calculator tool use: the trace format a model learns, and the runtime that executes its calls.
 
-An assistant turn with a call reads
+A conversation in which the calculator is offered starts with `<|tools|>`, and an assistant turn with a
+call reads
 
-    <|calc|>12 + 9<|/calc|><|result|>21<|/result|>21<|end|>
+    <|tools|><|user|>...<|assistant|><|calc|>12 + 9<|/calc|><|result|>21<|/result|>21<|end|>
+
+Without `<|tools|>` the same model is asked to answer directly, so one model gives both the tool and
+the no-tool answer to the same question (`tool_prompt` / `instruct.render`).
 
 The model writes the call and the final answer; the runtime writes the result. So in training the loss
 covers the model's parts only (`render_tool_trace` returns their character spans), and at inference
@@ -19,14 +23,20 @@ from common.data.instruct import ASSISTANT, END, USER, Example
 from common.eval.calculator import run_tool
 
 CALL, CALL_END, RESULT, RESULT_END = "<|calc|>", "<|/calc|>", "<|result|>", "<|/result|>"
+TOOLS = "<|tools|>"  # first token of a conversation in which the calculator may be called
 TOOL_SPECIAL = (CALL, CALL_END, RESULT, RESULT_END)
 
 
+def tool_prompt(example: Example) -> str:
+    """The generation prompt of `example` with the calculator offered: it ends at the assistant marker."""
+    return f"{TOOLS}{USER}{example.prompt}{ASSISTANT}"
+
+
 def render_tool_trace(example: Example) -> tuple[str, list[tuple[int, int]]]:
-    """Chat text whose assistant turn calls the calculator on `example.expression`, and the spans the
+    """Chat text (calculator offered) whose assistant turn calls the calculator on `example.expression`, and the spans the
     model must learn (the call, then the answer and END); the result in between is the tool's, not trained.
     Examples without an expression get a plain answer (one span)."""
-    head = f"{USER}{example.prompt}{ASSISTANT}"
+    head = tool_prompt(example)
     if not example.expression:
         return head + example.answer + END, [(len(head), len(head) + len(example.answer) + len(END))]
     call = f"{CALL}{example.expression}{CALL_END}"

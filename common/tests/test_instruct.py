@@ -82,4 +82,4 @@ def test_bad_requests_are_refused():
     with pytest.raises(ValueError, match="unknown task family"):
         instruct.generate(5, families=("poetry",))
     with pytest.raises(ValueError, match="distinct prompts"):
-        instruct.generate(1_300, families=("convert",))  # 8 unit pairs x 50 values x 3 phrasings = 1,200
+        instruct.generate(14_100, families=("convert",))  # 8 unit pairs x 250 values x 7 phrasings = 14,000

@@ -19,7 +19,7 @@ def scripted(pieces):
 def test_trace_spans_cover_the_model_parts_only():
     ex = Example("word", 0, "Ada has 12 shells and gets 9 more. How many shells now?", "21", "12 + 9")
     text, spans = T.render_tool_trace(ex)
-    assert text == f"{USER}{ex.prompt}{ASSISTANT}<|calc|>12 + 9<|/calc|><|result|>21<|/result|>21{END}"
+    assert text == f"<|tools|>{USER}{ex.prompt}{ASSISTANT}<|calc|>12 + 9<|/calc|><|result|>21<|/result|>21{END}"
     assert [text[a:b] for a, b in spans] == ["<|calc|>12 + 9<|/calc|>", f"21{END}"]
     plain = Example("reverse", 0, "Reverse the letters of 'kalo'.", "olak")
     text, spans = T.render_tool_trace(plain)
