@@ -28,7 +28,7 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $(STAMP)
 
-.PHONY: help venv day reproduce snapshot data exercise solution read hardware gpu-extras vllm-env test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
+.PHONY: help venv day reproduce snapshot data exercise solution read rate eval hardware gpu-extras vllm-env test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
 
 help: ## list the targets
 	@echo "100 Days of AI. The two commands: 'make day 1' and 'make test'."
@@ -65,6 +65,12 @@ data: $(STAMP) ## download and verify every dataset into data/ (or DATA_DIR), sh
 
 read: $(STAMP) ## make read N [implemented] [summary]: record how far you got with day N's reading
 	@$(PY) -m common.course.cli read $(CMD_ARGS)
+
+eval: $(STAMP) ## eval battery v1 over the sprint-5 models: exact match, length, latency per family (results/eval/)
+	@$(PY) -m common.eval.battery $(ARGS)
+
+rate: $(STAMP) ## blind A/B ratings of day 44's SFT and DPO answers (saved in results/day44/ratings.csv)
+	@$(PY) -m days.day44.rate $(ARGS)
 
 report: $(STAMP) ## write sprints/sprintNN.md and this week's reflection file
 	@$(PY) -m common.course.cli report

@@ -35,6 +35,7 @@ class Target:
     tol: float = 0.05
     needs: str = ""    # "cuda": only a GPU run can measure it (the CPU run never fills it with a CPU number)
     preset: str = ""   # the preset whose run emits it (default: gpu when `needs` is set)
+    cmd: str = ""      # the command that measures it, when it is not `make day N` (e.g. a rating session first)
 
     def met(self, x: float | None) -> bool | None:
         """True/False when `x` is a number, None when there is nothing to compare."""
@@ -51,6 +52,8 @@ class Target:
 
     def command(self, day: int) -> str:
         """The command that measures this target."""
+        if self.cmd:
+            return self.cmd
         preset = self.preset or ("gpu" if self.needs else "")
         return f"make day {day}" + (f" ARGS='--preset {preset}'" if preset else "")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from common.course import curriculum
 from common.course.progress import READING_STATES, Progress, hours_planned, hours_spent, week_of
 from common.course.wrap import key_metrics
+from common.eval import ratings
 from common.run import atomic
 from common.run.dayfiles import DayFiles
 
@@ -101,10 +102,29 @@ def sprint_report(root: Path, prog: Progress, s: int) -> str:
         for n, p in plots:
             what = p.stem.split("_", 1)[1].replace("_", " ")
             out += [f"**Day {n}: {what}**", "", f"![{p.stem}](../{p.relative_to(root).as_posix()})", ""]
+    out += ratings_section(root, days)
     notes = [(n, entries[n]["note"]) for n in days if entries[n]["note"]]
     if notes:
         out += ["## Your notes", ""] + [f"- Day {n}: {t}" for n, t in notes] + [""]
     return "\n".join(out)
+
+
+def ratings_section(root: Path, days) -> list[str]:
+    """Markdown lines summarising the blind A/B ratings a learner gave (results/dayNN/ratings.csv), if any."""
+    lines = []
+    for n in days:
+        path = DayFiles(root, n).results_dir / "ratings.csv"
+        s = ratings.summary(path)
+        if not s["n"]:
+            continue
+        lines += [f"**Day {n}: your blind ratings** ({s['n']} items, `{path.relative_to(root).as_posix()}`)", "",
+                  "| model | mean rating (1-5) | ratings | preferred |", "|---|---:|---:|---:|"]
+        lines += [f"| {m} | {v['mean']:.2f} | {v['n']} | {s['preferred'].get(m, 0):.0%} |"
+                  for m, v in s["models"].items()]
+        if "tie" in s["preferred"]:
+            lines.append(f"| tie | | | {s['preferred']['tie']:.0%} |")
+        lines.append("")
+    return (["## Human ratings", ""] + lines) if lines else []
 
 
 def result_dir(root: Path, n: int, e: dict) -> Path:

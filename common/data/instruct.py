@@ -11,7 +11,8 @@ any model output exactly. The families:
     convert     "How many metres are in 7 kilometres?"                  -> "7000"
     word        "Ada has 12 shells and finds 9 more. How many now?"     -> "21"   (calculator: "12 + 9")
 
-Each family has seven to ten phrasings (templates), so that a model learns the task, not one sentence. **Splits by phrasing and by content**: the last template of
+Each family has seven to ten phrasings (templates), so that a model learns the task, not one sentence.
+**Splits by phrasing and by content**: the last template of
 every family is held out for `test`, so test prompts are worded in ways training never saw (a new wording
 of a task trained on, never a new operation); `train` and
 `val` share templates but never a prompt. Prompts are deduplicated after normalising case and spaces,

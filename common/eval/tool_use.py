@@ -33,7 +33,8 @@ def tool_prompt(example: Example) -> str:
 
 
 def render_tool_trace(example: Example) -> tuple[str, list[tuple[int, int]]]:
-    """Chat text (calculator offered) whose assistant turn calls the calculator on `example.expression`, and the spans the
+    """Chat text (calculator offered) whose assistant turn calls the calculator on `example.expression`, and the
+    spans the
     model must learn (the call, then the answer and END); the result in between is the tool's, not trained.
     Examples without an expression get a plain answer (one span)."""
     head = tool_prompt(example)

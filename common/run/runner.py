@@ -74,6 +74,11 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def md_cell(text: str) -> str:
+    """Generated text made safe for a markdown table cell: pipes escaped, newlines shown as \\n."""
+    return text.replace("|", "&#124;").replace("\n", "\\n")
+
+
 class Deliverable:
     """Markdown built up by the day, section by section; the runner adds banner and footer."""
 

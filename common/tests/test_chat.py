@@ -45,7 +45,8 @@ def test_the_mask_covers_exactly_the_assistant_tokens(family):
 def test_tool_trace_mask_skips_the_tools_result():
     ex = instruct.Example("word", 0, "Ada has 12 shells and gets 9 more. How many shells now?", "21", "12 + 9")
     ids, mask = TOK.encode_spans(*tool_use.render_tool_trace(ex))
-    assert TOK.decode([i for i, m in zip(ids, mask) if m]) == f"{tool_use.CALL}12 + 9{tool_use.CALL_END}21{instruct.END}"
+    trained = TOK.decode([i for i, m in zip(ids, mask) if m])
+    assert trained == f"{tool_use.CALL}12 + 9{tool_use.CALL_END}21{instruct.END}"
     assert ids[0] == TOK.id(tool_use.TOOLS)
 
 

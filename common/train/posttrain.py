@@ -8,7 +8,8 @@
 
 **The base model** follows Sprint 3's recipe (day 30's `best_config.yaml`: LayerNorm, GELU MLP, AdamW
 with weight decay 0.1, warm-up-stable-decay schedule, clipping at 1) with Sprint 4's positions (RoPE,
-`days/day40/attention.yaml`), at a size a laptop CPU pretrains in minutes: 4 layers of width 128 over characters of TinyStories, `ChatTokenizer`'s
+`days/day40/attention.yaml`), at a size a laptop CPU pretrains in minutes: 4 layers of width 128 over
+characters of TinyStories, `ChatTokenizer`'s
 vocabulary (so chat markers have ids from the start, untrained until SFT).
 
 **SFT** continues from the base weights on `common.data.instruct` examples, with the loss on the
@@ -148,25 +149,26 @@ def sft_splits(recipe: SFTRecipe) -> dict:
 # ---------------------------------------------------------------------------------------------- training
 
 
-def _digest(key: dict) -> str:
+def digest(key: dict) -> str:
+    """A 12-hex-digit hash of a cache key (JSON, sorted keys)."""
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _cached(cache_dir, name: str, key: dict, model_cfg: GPTConfig, device, fit) -> Trained:
+def cached(cache_dir, name: str, key: dict, model_cfg: GPTConfig, device, fit) -> Trained:
     """Load `name`_<hash of key>.pt from cache_dir, or run fit() -> (model, val_loss, history, result) and save it."""
-    digest = _digest(key)
-    path = Path(cache_dir) / f"{name}_{digest}.pt" if cache_dir is not None else None
+    digest_ = digest(key)
+    path = Path(cache_dir) / f"{name}_{digest_}.pt" if cache_dir is not None else None
     if path is not None and path.is_file():
         saved = torch.load(path, map_location=device, weights_only=True)
         model = GPT(model_cfg).to(device)
         model.load_state_dict(saved["model"])
-        return Trained(model.eval(), saved["val_loss"], saved["history"], None, digest)
+        return Trained(model.eval(), saved["val_loss"], saved["history"], None, digest_)
     model, val_loss, history, result = fit()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic.atomic_path(path) as tmp:
             torch.save({"model": model.state_dict(), "val_loss": val_loss, "history": history, "key": key}, tmp)
-    return Trained(model.eval(), val_loss, history, result, digest)
+    return Trained(model.eval(), val_loss, history, result, digest_)
 
 
 def pretrain_base(recipe: BaseRecipe, device="cpu", *, seed: int = 0, cache_dir=None, tracker=None,
@@ -185,7 +187,7 @@ def pretrain_base(recipe: BaseRecipe, device="cpu", *, seed: int = 0, cache_dir=
         val = evaluate(model, {"val": vb.fixed(recipe.eval_iters)}, device)["val"]
         return model, val, {k: list(res.history[k]) for k in ("step", "train", "val")}, res
 
-    return _cached(cache_dir, "base", key, recipe.model_config(), device, fit)
+    return cached(cache_dir, "base", key, recipe.model_config(), device, fit)
 
 
 def sft_batches(recipe: SFTRecipe, block_size: int, device="cpu", splits=None):
@@ -210,7 +212,7 @@ def train_sft(base: Trained, recipe: SFTRecipe, device="cpu", *, seed: int = 0, 
         val = evaluate(model, {"val": vb.fixed(recipe.eval_iters)}, device)["val"]
         return model, val, {k: list(res.history[k]) for k in ("step", "train", "val")}, res
 
-    return _cached(cache_dir, "sft", key, base.model.cfg, device, fit)
+    return cached(cache_dir, "sft", key, base.model.cfg, device, fit)
 
 
 # The recipes of each preset: every day of the sprint asks for the same ones, so they share one cache entry.
@@ -346,6 +348,7 @@ def accuracy_by_family(records: list[dict]) -> dict:
     return out
 
 
-__all__ = ["BaseRecipe", "SFTRecipe", "RECIPES", "recipes", "models_for", "Trained", "TOKENIZER", "PAD", "pretrain_base", "train_sft", "complete",
+__all__ = ["BaseRecipe", "SFTRecipe", "RECIPES", "recipes", "models_for", "Trained", "TOKENIZER", "PAD",
+           "pretrain_base", "train_sft", "complete",
            "answer_with_tools", "score", "accuracy_by_family", "sft_sequences", "sft_batches", "sft_splits",
            "pretraining_text"]

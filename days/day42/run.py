@@ -191,7 +191,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
            + ("The curves run together: with thousands of fresh examples per family the model cannot memorise "
               "them in this many epochs, unlike the 200 above." if abs(gap) < 0.05 else
               "A gap this size means the model has begun to memorise its training examples.")
-           + f" Val here shares phrasings with train; the held-out phrasings are scored below.")
+           + " Val here shares phrasings with train; the held-out phrasings are scored below.")
 
     # --- loss decomposition ----------------------------------------------------------------------------
     rows = token_losses(sft.model, splits["val"][:cfg.n_decompose])
@@ -213,7 +213,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
               "contribution": v["share"] * v["loss"]} for f, v in dec["families"].items()]
             + [{"part": k, "share of answer tokens": v["share"], "mean NLL (nats)": v["loss"],
                 "contribution": v["share"] * v["loss"]} for k, v in dec["parts"].items()])
-    d.text(f"What to look at: the family contributions sum to {sum(v['share'] * v['loss'] for v in dec['families'].values()):.4f} "
+    fam_sum = sum(v['share'] * v['loss'] for v in dec['families'].values())
+    d.text(f"What to look at: the family contributions sum to {fam_sum:.4f} "
            f"and the two parts to {sum(v['share'] * v['loss'] for v in dec['parts'].values()):.4f}; the model's own "
            f"loss on the same batch is {model_loss:.4f} and `masked_mean_loss` gives {ours:.4f}. Knowing when to stop "
            f"costs {dec['parts']['END']['loss']:.4f} nats per END token. The prompt tokens carry no loss: their "
@@ -276,14 +277,15 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
             + [{"problems": f"{f} test, calculator offered", "n": sum(e.family == f for e in splits["test"]),
                 "calculator offered": v} for f, v in other.items()])
     d.text(f"What to look at: on held-out problems in familiar wording exact match is "
-           f"{tool['val']['without']:.1%} without the calculator and {tool_acc:.1%} with it (seed target: above 80% with the tool: "
+           f"{tool['val']['without']:.1%} without the calculator and {tool_acc:.1%} with it "
+           "(seed target: above 80% with the tool: "
            f"{'met' if tool_acc > 0.8 else 'missed'}). In the new phrasing it is {new_acc:.1%}, against "
            f"{tool['test']['without']:.1%} without: the arithmetic is exact either way, so what fails is reading "
            "the operation off an unseen sentence. The failures below show which operation the model picked "
            "instead; a model this small keys on surface words, not on meaning.")
     bad = [r for r in tool["test"]["records"] if not r["correct"]][:4]
     if bad:
-        d.table([{"prompt": r["prompt"], "answer": r["answer"], "turn": r["turn"].replace("|", "&#124;")}
+        d.table([{"prompt": r["prompt"], "answer": r["answer"], "turn": runner.md_cell(r["turn"])}
                  for r in bad])
 
     hostile = hostile_check()
