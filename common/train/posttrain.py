@@ -225,6 +225,20 @@ RECIPES = {
 }
 
 
+def cache_dir_for(ctx) -> Path:
+    """Where a day's run keeps the sprint's models: the project's `.cache/posttrain` for every full-size run
+    (a recorded run, a variant, `make reproduce` into a scratch folder), so the days share one base model and
+    one SFT model; a `--quick` run's own scratch cache. Safe to share: every file is keyed by a hash of what
+    decided its weights."""
+    from common import ROOT
+
+    if getattr(ctx, "quick", False):
+        return ctx.cache_dir("posttrain")
+    path = Path(getattr(ctx, "root", ROOT)) / ".cache" / "posttrain"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def recipes(preset: str) -> tuple[BaseRecipe, SFTRecipe]:
     """(base recipe, SFT recipe) of a preset: nano (smoke size), cpu (the default) or gpu."""
     if preset not in RECIPES:
@@ -348,7 +362,8 @@ def accuracy_by_family(records: list[dict]) -> dict:
     return out
 
 
-__all__ = ["BaseRecipe", "SFTRecipe", "RECIPES", "recipes", "models_for", "Trained", "TOKENIZER", "PAD",
+__all__ = ["BaseRecipe", "SFTRecipe", "RECIPES", "recipes", "models_for", "cache_dir_for", "Trained", "TOKENIZER",
+           "PAD",
            "pretrain_base", "train_sft", "complete",
            "answer_with_tools", "score", "accuracy_by_family", "sft_sequences", "sft_batches", "sft_splits",
            "pretraining_text"]

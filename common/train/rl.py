@@ -36,14 +36,14 @@ from common.train.posttrain import Trained
 @dataclass
 class RLRecipe:
     algo: str = "ppo"            # ppo | grpo
-    iterations: int = 20
-    prompts_per_iter: int = 64
+    iterations: int = 16
+    prompts_per_iter: int = 48
     group: int = 4               # replies per prompt (both algorithms: the same number of rollouts)
     kl_coef: float = 0.05        # PPO: per-token penalty in the reward; GRPO: weight of the k3 term in the loss
     clip: float = 0.2
     epochs: int = 2              # passes over each iteration's rollouts
     minibatch: int = 64
-    lr: float = 5e-5
+    lr: float = 5e-5            # 3e-5 for 20 x 256 rollouts moved neither reward nor exact match in trials
     value_coef: float = 0.5      # PPO only
     gamma: float = 1.0
     lam: float = 0.95

@@ -30,18 +30,19 @@ from common.train.loop import TrainConfig, evaluate
 DAY = 42
 KEY_METRICS = ["overfit_loss", "sft_val_loss", "exact_match_val", "exact_match_test", "tool_use_accuracy",
                "no_tool_accuracy", "hostile_escapes"]
-METRIC_KINDS = {"tokens_per_s_*": "timing", "hostile_max_ms": "timing", "seconds_per_answer*": "timing"}
+METRIC_KINDS = {"hostile_max_ms": "timing", "seconds_per_answer": "timing"}
 
 
 @dataclass
 class Config:
     overfit_n: int = 200       # the sanity check: examples memorised ...
-    overfit_steps: int = 300   # ... in this many steps
+    overfit_steps: int = 500   # ... in this many steps ...
+    overfit_batch: int = 100   # ... of this many (batches of 32 for 300 steps left the loss at 0.18 in trials)
     overfit_lr: float = 1e-3
     n_decompose: int = 1200    # val sequences in the loss decomposition
 
 
-PRESETS = {"nano": dict(overfit_n=16, overfit_steps=40, n_decompose=64), "cpu": {}, "gpu": {}}
+PRESETS = {"nano": dict(overfit_n=16, overfit_steps=40, overfit_batch=8, n_decompose=64), "cpu": {}, "gpu": {}}
 
 
 def masked_mean_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -104,7 +105,8 @@ def overfit(base: GPT, examples, cfg: Config, ctx: runner.Context):
     model = GPT(base.cfg).to(ctx.device)
     model.load_state_dict(base.state_dict())
     seqs = posttrain.sft_sequences(examples, tools=False)
-    b = MaskedBatches(seqs, min(32, len(seqs)), base.cfg.block_size, ctx.device, posttrain.TOKENIZER.pad_id)
+    b = MaskedBatches(seqs, min(cfg.overfit_batch, len(seqs)), base.cfg.block_size, ctx.device,
+                      posttrain.TOKENIZER.pad_id)
     whole = MaskedBatches(seqs, len(seqs), base.cfg.block_size, ctx.device, posttrain.TOKENIZER.pad_id)
     tc = TrainConfig(max_iters=cfg.overfit_steps, lr=cfg.overfit_lr, min_lr=cfg.overfit_lr, schedule="constant",
                      warmup_iters=10, weight_decay=0.0, eval_interval=max(1, cfg.overfit_steps // 10), eval_iters=1,
@@ -135,7 +137,7 @@ def hostile_check() -> dict:
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d = ctx.deliverable
     base_r, sft_r = posttrain.recipes(ctx.preset)
-    cache = ctx.cache_dir("posttrain")
+    cache = posttrain.cache_dir_for(ctx)
     t0 = time.perf_counter()
     base = posttrain.pretrain_base(base_r, ctx.device, seed=0, cache_dir=cache, tracker=ctx.tracker.scoped("base"),
                                    show_progress=not ctx.quick)
@@ -150,7 +152,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
            f"{base_r.steps} steps of {base_r.batch_size} x {base_r.block_size} characters of TinyStories, "
            f"warm-up-stable-decay schedule at peak lr {base_r.lr:g}. Val loss {base.val_loss:.4f} nats per character "
            f"({base.val_loss / math.log(2):.3f} bits). "
-           + ("Trained in this run" if base.result is not None else "Loaded from the cache (`.cache/posttrain`)")
+           + ("Trained in this run" if base.result is not None else
+              "Loaded from the cache (`.cache/posttrain`, written by the first run that needed it)")
            + f" ({base_s:.0f} s).")
     base_em = posttrain.accuracy_by_family(posttrain.score(base.model, splits["val"][:300]))["all"]
 
@@ -159,7 +162,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     of_loss, of_em, of_hist = overfit(base.model, few, cfg, ctx)
     d.section(f"Sanity check: memorise {len(few)} examples")
     d.text(f"A copy of the base model, fine-tuned on {len(few)} training examples only ({cfg.overfit_steps} steps "
-           f"of up to 32, constant lr {cfg.overfit_lr:g}, no weight decay): masked loss on them "
+           f"of {min(cfg.overfit_batch, len(few))}, constant lr {cfg.overfit_lr:g}, no weight decay): masked loss on "
+           "them "
            f"{of_hist['val'][0]:.3f} after {of_hist['step'][0]} steps, {of_loss:.4f} at the end; greedy exact match "
            f"on the same {len(few)}: {of_em:.1%}. What to look at: "
            + ("the loss is near zero and the answers come back verbatim, so mask, batches and optimiser can fit; "

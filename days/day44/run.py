@@ -72,7 +72,7 @@ def measure_kl(policy, ref, examples, seed: int, device) -> dict:
 
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d = ctx.deliverable
-    cache = ctx.cache_dir("posttrain")
+    cache = posttrain.cache_dir_for(ctx)
     base, sft = posttrain.models_for(ctx.preset, ctx.device, cache, show_progress=not ctx.quick)
     splits = posttrain.sft_splits(posttrain.recipes(ctx.preset)[1])
     dpo = preference.train_dpo(sft, preference.dpo_recipe(ctx.preset), splits, ctx.device, cache_dir=cache)

@@ -56,3 +56,10 @@ def test_rating_items_are_blind_and_reproducible():
     its = ratings.blind_items(["p0", "p1"], {"sft": ["a", "b"], "dpo": ["c", "d"]}, seed=1)
     assert its == ratings.blind_items(["p0", "p1"], {"sft": ["a", "b"], "dpo": ["c", "d"]}, seed=1)
     assert all(set(it) == {"item", "prompt", "reply_a", "reply_b", "model_a", "model_b"} for it in its)
+
+
+def test_rate_command_refuses_a_bad_count(capsys):
+    from days.day44 import rate
+
+    assert rate.main(["--n", "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err

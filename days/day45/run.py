@@ -63,7 +63,7 @@ def by_family(examples, n: int):
 
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d = ctx.deliverable
-    cache = ctx.cache_dir("posttrain")
+    cache = posttrain.cache_dir_for(ctx)
     base, sft = posttrain.models_for(ctx.preset, ctx.device, cache, show_progress=not ctx.quick)
     splits = posttrain.sft_splits(posttrain.recipes(ctx.preset)[1])
     runs, secs = {}, {}

@@ -122,7 +122,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
            "were not written against, and the held-out set here is far too small to do that well.")
 
     # --- the model behind the rules ----------------------------------------------------------------------------
-    cache = ctx.cache_dir("posttrain")
+    cache = posttrain.cache_dir_for(ctx)
     _, sft = posttrain.models_for(ctx.preset, ctx.device, cache, show_progress=not ctx.quick)
     probes = list(dev) + list(held)
     heads = [f"{instruct.USER}{q.prompt}{instruct.ASSISTANT}" for q in probes]

@@ -88,7 +88,7 @@ def first_step_logits(model, examples) -> torch.Tensor:
 
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d = ctx.deliverable
-    _, sft = posttrain.models_for(ctx.preset, ctx.device, ctx.cache_dir("posttrain"), show_progress=not ctx.quick)
+    _, sft = posttrain.models_for(ctx.preset, ctx.device, posttrain.cache_dir_for(ctx), show_progress=not ctx.quick)
     splits = posttrain.sft_splits(posttrain.recipes(ctx.preset)[1])
     per = max(1, cfg.n_prompts // len(instruct.FAMILIES))
     rng = random.Random(ctx.seed)

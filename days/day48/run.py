@@ -16,6 +16,7 @@ import numpy as np
 from common.data import instruct
 from common.eval import battery
 from common.run import plotting, runner
+from common.train import posttrain
 
 DAY = 48
 KEY_METRICS = ["exact_match_sft", "exact_match_dpo", "exact_match_ppo", "exact_match_grpo", "exact_match_tools_sft"]
@@ -49,7 +50,7 @@ def macro(rows: list[dict], model: str, key: str = "exact_match") -> float:
 
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d = ctx.deliverable
-    models, splits = battery.sprint_models(ctx.preset, ctx.device, ctx.cache_dir("posttrain"))
+    models, splits = battery.sprint_models(ctx.preset, ctx.device, posttrain.cache_dir_for(ctx))
     test = splits["test"]
     if cfg.per_family:
         test = [e for f in instruct.FAMILIES for e in [x for x in test if x.family == f][:cfg.per_family]]

@@ -1,7 +1,7 @@
 """Day 49: KL ablation — how strongly to tie the tuned model to SFT, measured as win rate and reward against KL.
 
-DPO is retrained at several beta (the same preference pairs, `preference.cached_pool`), and PPO and GRPO at
-several KL coefficients (the same budget as day 45). Every model is scored the same way: verifier win rate
+DPO is retrained at several beta (the same preference pairs, `preference.cached_pool`), and GRPO at several KL
+coefficients (the same budget as day 45; PPO at its default, or swept too with `rl_algos=ppo,grpo`). Every model is scored the same way: verifier win rate
 against SFT on the test split with a bootstrap interval, sampled reward on held-out val prompts, the KL to the
 SFT model measured on its own samples, and the alignment tax: how much its perplexity on pretraining text
 (TinyStories val) rose relative to SFT's. The models at the default strengths are the ones days 43 and 45
@@ -31,13 +31,16 @@ METRIC_KINDS = {}
 @dataclass
 class Config:
     betas: str = "0.03,0.1,0.3,1.0"       # DPO
-    kl_coefs: str = "0.0,0.05,0.2"        # PPO and GRPO
+    kl_coefs: str = "0.0,0.05,0.2"        # the RL algorithms below
+    rl_algos: str = "grpo"                # swept over kl_coefs; PPO enters at its default (day 45's model) unless
+                                          # listed here (rl_algos=ppo,grpo: about 5 more minutes)
     n_heldout: int = 400                   # val prompts for sampled reward and KL
     ppl_batches: int = 20                  # TinyStories val batches for perplexity
     n_boot: int = 1000
 
 
-PRESETS = {"nano": dict(betas="0.1,1.0", kl_coefs="0.0,0.05", n_heldout=16, ppl_batches=2, n_boot=100),
+PRESETS = {"nano": dict(betas="0.1,1.0", kl_coefs="0.0,0.05", rl_algos="ppo,grpo", n_heldout=16, ppl_batches=2,
+                        n_boot=100),
            "cpu": {}, "gpu": {}}
 
 
@@ -64,7 +67,7 @@ def floats(text: str) -> list[float]:
 
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d = ctx.deliverable
-    cache = ctx.cache_dir("posttrain")
+    cache = posttrain.cache_dir_for(ctx)
     base, sft = posttrain.models_for(ctx.preset, ctx.device, cache, show_progress=not ctx.quick)
     splits = posttrain.sft_splits(posttrain.recipes(ctx.preset)[1])
     default_beta = preference.dpo_recipe(ctx.preset).beta
@@ -78,8 +81,11 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     for b in betas:
         models[("dpo", b)] = preference.train_dpo(sft, preference.dpo_recipe(ctx.preset, beta=b), splits,
                                                   ctx.device, cache_dir=cache).model
+    swept = [a.strip() for a in cfg.rl_algos.split(",") if a.strip()]
+    if not set(swept) <= {"ppo", "grpo"}:
+        raise UserError(f"rl_algos must name ppo and/or grpo, got {cfg.rl_algos!r}")
     for algo in ("ppo", "grpo"):
-        for k in kls:
+        for k in (kls if algo in swept else [default_kl]):
             models[(algo, k)] = rl.train_rl(sft, rl.rl_recipe(ctx.preset, algo=algo, kl_coef=k), splits, ctx.device,
                                             cache_dir=cache).model
 
@@ -109,7 +115,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
                      "alignment tax": alignment_tax(p, ppl_sft)})
     d.section("Every model against SFT")
     d.text(f"Strength is beta for DPO and the KL coefficient for PPO and GRPO (defaults {default_beta:g} and "
-           f"{default_kl:g}). Win rate: verifier, {len(test):,} test prompts, greedy, ties half, 95% bootstrap "
+           f"{default_kl:g}); swept here: DPO over {cfg.betas}, {', '.join(swept).upper()} over {cfg.kl_coefs}. "
+           f"Win rate: verifier, {len(test):,} test prompts, greedy, ties half, 95% bootstrap "
            f"interval. Sampled reward and KL: one reply at temperature 1 to each of {len(held)} val prompts; SFT's "
            f"own sampled reward there is {sft_held['reward'].mean().item():.3f}. Perplexity: {cfg.ppl_batches} fixed "
            f"batches of TinyStories val; SFT {ppl_sft:.3f}, the base model {ppl_base:.3f} (SFT's own tax on the base: "
@@ -129,15 +136,17 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.image(p2, "Held-out sampled reward against the measured KL")
     dflt = next(r for r in rows if r["algorithm"] == "dpo" and r["strength"] == default_beta)
     best = max(rows, key=lambda r: r["win rate vs SFT"])
-    loose = {a: next(r for r in rows if r["algorithm"] == a and r["strength"] == min(kls)) for a in ("ppo", "grpo")}
+    loose = {a: min((r for r in rows if r["algorithm"] == a), key=lambda r: r["strength"]) for a in ("ppo", "grpo")}
     d.text(f"What to look at: at the default beta, DPO's win rate is {dflt['win rate vs SFT']:.3f} "
            f"[{dflt['low']:.3f}, {dflt['high']:.3f}] "
            f"(target 0.6: {'met' if dflt['win rate vs SFT'] >= 0.6 else 'missed'}) "
            f"at a KL of {dflt['KL to SFT per reply']:.3f} nats and an alignment tax of {dflt['alignment tax']:+.1%} "
            f"(target at most 10%: {'met' if dflt['alignment tax'] <= 0.1 else 'missed'}). The best of all models "
            f"is {best['algorithm']} at {best['strength']:g} ({best['win rate vs SFT']:.3f}). A smaller beta lets DPO "
-           "move further from SFT for the same pairs; with the KL coefficient at its smallest, PPO's KL is "
-           f"{loose['ppo']['KL to SFT per reply']:.3f} and GRPO's {loose['grpo']['KL to SFT per reply']:.3f}. "
+           f"move further from SFT for the same pairs; GRPO at its smallest KL coefficient "
+           f"({loose['grpo']['strength']:g}) ends at a KL of {loose['grpo']['KL to SFT per reply']:.3f}, PPO "
+           f"(swept: {'yes' if 'ppo' in swept else 'no, its default only'}) at "
+           f"{loose['ppo']['KL to SFT per reply']:.3f}. "
            "Read the curves as bias against variance: a strong tie keeps the model near SFT (little gain, little "
            "risk), a weak one lets a small, noisy training signal move it further, for better or worse.")
     return {"win_rate": round(dflt["win rate vs SFT"], 4), "win_rate_low": round(dflt["low"], 4),
