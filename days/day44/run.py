@@ -111,7 +111,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     wr, lo, hi, acc_d, acc_s = out[("test", "all")]
     verdict = ("DPO is better" if lo > 0.5 else "SFT is better" if hi < 0.5 else "no difference can be claimed")
     d.text(f"What to look at: on the held-out phrasings the win rate is {wr:.3f}, 95% interval [{lo:.3f}, {hi:.3f}]: "
-           f"{verdict} at this sample size. Most prompts are ties, because both models agree on most answers: a "
+           f"{verdict} at this sample size. Most prompts are ties (both right or both wrong), and a "
            "verifier win rate is 1/2 + (accuracy of A - accuracy of B)/2 exactly, here 1/2 + "
            f"({acc_d:.3f} - {acc_s:.3f})/2 = {0.5 + (acc_d - acc_s) / 2:.3f}. A win rate of 0.6 would need DPO to "
            "be right on 20 points more prompts than SFT.")

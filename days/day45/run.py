@@ -105,10 +105,10 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     last3 = {a: sum(runs[a].history["reward"][-3:]) / len(runs[a].history["reward"][-3:]) for a in runs}
     d.text(f"What to look at: the rollout reward goes from {first['ppo']:.3f} to {last3['ppo']:.3f} for PPO and from "
            f"{first['grpo']:.3f} to {last3['grpo']:.3f} for GRPO (first iteration, mean of the last three). "
-           f"Entropy ends at {hp['entropy'][-1]:.3f} and {hg['entropy'][-1]:.3f} nats per token, from "
-           f"{hp['entropy'][0]:.3f}: a policy that sharpens on what is rewarded loses entropy. Each iteration's "
-           "prompts "
-           "are new draws, so the curves are noisy; the held-out numbers below are the fair comparison.")
+           f"Rollout entropy ends at {hp['entropy'][-1]:.3f} and {hg['entropy'][-1]:.3f} nats per token, from "
+           f"{hp['entropy'][0]:.3f}. Each iteration's prompts are new draws (some families have far more uncertain "
+           "answers than others), so these curves move with the prompts as much as with the policy; the held-out "
+           "numbers below, on one fixed set of prompts, are the fair comparison.")
 
     # --- held-out ------------------------------------------------------------------------------------------
     held = random.Random(ctx.seed).sample(splits["val"], min(cfg.n_heldout, len(splits["val"])))
@@ -125,12 +125,18 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.table([{"family": f, **{f"{n} val": em[("val", n)][f] for n in models},
               **{f"{n} test": em[("test", n)][f] for n in models}} for f in instruct.FAMILIES])
     r = {n: heldout[n]["reward"].mean().item() for n in models}
+    ent = {n: heldout[n]["entropy"] for n in models}
     d.text(f"What to look at: on {len(held)} val prompts (one reply each at temperature 1), the reward moves from "
            f"{r['sft']:.3f} (SFT) to {r['ppo']:.3f} with PPO (gain {r['ppo'] - r['sft']:+.3f}, KL "
            f"{heldout['ppo']['kl']:.3f} nats per reply) and to {r['grpo']:.3f} with GRPO (gain "
            f"{r['grpo'] - r['sft']:+.3f}, KL {heldout['grpo']['kl']:.3f}). Sampled reward is what the training "
            "optimised; greedy exact match is what a user sees, and the two can move differently, since RL mostly "
-           "removes the sampled mistakes that greedy decoding already avoided.")
+           "removes the sampled mistakes that greedy decoding already avoided. Entropy on these prompts: SFT "
+           f"{ent['sft']:.3f}, PPO {ent['ppo']:.3f}, GRPO {ent['grpo']:.3f} nats per token: "
+           + ("both tuned policies are sharper than SFT, as optimising a reward for one answer makes them."
+              if ent["ppo"] < ent["sft"] and ent["grpo"] < ent["sft"] else
+              "not every tuned policy is sharper than SFT; at this budget and KL penalty the sharpening a reward "
+              "for one answer causes is within the run-to-run noise."))
 
     # --- the advantages on one group -----------------------------------------------------------------------
     right = [e for i, e in enumerate(held) if heldout["sft"]["reward"][i] > 0 and e.family in ("lookup", "convert")]

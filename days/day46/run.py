@@ -127,12 +127,11 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     probes = list(dev) + list(held)
     heads = [f"{instruct.USER}{q.prompt}{instruct.ASSISTANT}" for q in probes]
     raw = [instruct.parse_reply(t) for t in posttrain.complete(sft.model, heads, 32)]
-    input_only = safety.Policy("input rules only")
     guarded = [strict.refusal if strict.check_prompt(q.prompt).refuse else strict.guard_output(r)
                for q, r in zip(probes, raw)]
-    caught_by_output = [q.prompt for q, r in zip(probes, raw)
-                        if not strict.check_prompt(q.prompt).refuse and strict.guard_output(r) != r]
-    leaks = [(q.prompt, r) for q, r in zip(probes, raw) if input_only.score(r).refuse]
+    caught = [(q, r) for q, r in zip(probes, raw)
+              if not strict.check_prompt(q.prompt).refuse and strict.guard_output(r) != r]
+    leaks = [(q.prompt, r) for q, r in zip(probes, raw) if strict.score(r).refuse]
     d.section("The SFT model behind the rules")
     d.text("The sprint's SFT model was never taught to refuse: without rules it answers every probe in the style "
            "of its training tasks. Behind the strict rules, a refused prompt never reaches the model, and every "
@@ -140,9 +139,17 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.table([{"prompt": q.prompt, "should refuse": q.harmful, "model alone": runner.md_cell(r),
               "behind the rules": runner.md_cell(g)} for q, r, g in zip(probes, raw, guarded)
              if q.harmful or q.category == "sprint task"][:14])
-    d.text(f"What to look at: {len(leaks)} raw replies would themselves trip the rules (for example a copied "
-           "secret), and the output check replaced "
-           f"{len(caught_by_output)} replies whose prompts had passed. The benign sprint tasks keep their answers.")
+    d.text(f"{len(leaks)} raw replies would themselves trip the rules, and the output check replaced {len(caught)} "
+           "replies whose prompts had passed:")
+    if caught:
+        d.table([{"prompt": q.prompt, "should refuse": q.harmful, "model's reply": runner.md_cell(r),
+                  "blocked rules": ", ".join(strict.score(r).matched)} for q, r in caught])
+    benign_caught = [q for q, _ in caught if not q.harmful]
+    d.text("What to look at: " + (
+        f"{len(benign_caught)} of them answered a benign prompt: the output check has no context (a reply that "
+        "copies 'gun 42' looks like a weapon request to it), so it adds over-refusals the prompt check had avoided. "
+        "Checking the reply is still worth it for leaks, but its rules need the prompt's allow-list too."
+        if benign_caught else "every reply the output check replaced answered a prompt that should be declined."))
 
     # --- over-refusal on ordinary traffic --------------------------------------------------------------
     splits = posttrain.sft_splits(posttrain.recipes(ctx.preset)[1])
@@ -161,7 +168,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
             "over_refusal_rate_keywords": round(n_dev["over_refusal_rate"], 4),
             "best_threshold": ts[best], "expected_cost_best": round(costs[best], 4),
             "n_probes": len(dev), "n_probes_heldout": len(held),
-            "output_guard_catches": len(caught_by_output), "raw_replies_flagged": len(leaks),
+            "output_guard_catches": len(caught), "output_guard_benign": len(benign_caught),
+            "raw_replies_flagged": len(leaks),
             "sprint_over_refusal": round(len(refused) / len(traffic), 5)}
 
 

@@ -120,9 +120,13 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     results = {}
     for i, (name, procs) in enumerate(SETTINGS.items()):
         g = torch.Generator(device=ctx.device).manual_seed(ctx.seed + i)
-        k = 1 if name == "greedy" else cfg.k
-        flat = posttrain.complete(sft.model, [instruct.render(e, False)[0] for e in prompts for _ in range(k)],
-                                  24, processors=procs, generator=g)
+        k = cfg.k
+        if name == "greedy":  # deterministic: decode once, the k "samples" are k copies
+            once = posttrain.complete(sft.model, [instruct.render(e, False)[0] for e in prompts], 24)
+            flat = [r for r in once for _ in range(k)]
+        else:
+            flat = posttrain.complete(sft.model, [instruct.render(e, False)[0] for e in prompts for _ in range(k)],
+                                      24, processors=procs, generator=g)
         groups = [flat[j * k:(j + 1) * k] for j in range(len(prompts))]
         right = [[preference.is_correct(e, r) for r in grp] for e, grp in zip(prompts, groups)]
         answers = [[instruct.parse_reply(r) for r in grp] for grp in groups]
@@ -142,7 +146,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.image(p, "Higher is better on both axes; the settings lie along a trade-off")
     best = max((n for n in results if n != "greedy"), key=lambda n: results[n]["best_of_k"])
     g, t1 = results["greedy"], results["T=1"]
-    d.text(f"What to look at: greedy is right on {g['accuracy']:.1%} of the prompts and never varies. Sampling at "
+    d.text(f"What to look at: greedy is right on {g['accuracy']:.1%} of the prompts and never varies (its "
+           f"{cfg.k} 'samples' are one reply, a share of 1/{cfg.k} distinct). Sampling at "
            f"T = 1 is right on {t1['accuracy']:.1%} per sample but on {t1['best_of_k']:.1%} of prompts at least "
            "once in "
            f"{cfg.k}: the right answer is often in the model's distribution without being its mode, which is what "

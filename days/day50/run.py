@@ -106,7 +106,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     pick = choose(cands, cfg.max_tax, cfg.min_low)
     d.section("The decision: what Sprint 6 starts from")
     d.text(f"The rule, fixed before the sweep: a preference-tuned model is eligible when its alignment tax is at "
-           f"most {cfg.max_tax:.0%} and the low end of its win-rate interval against SFT is at least {cfg.min_low}; "
+           f"most {cfg.max_tax:.0%} and the low end of its win-rate interval against SFT is at least {cfg.min_low} "
+           "(evidence that it is better than SFT); "
            "the eligible one with the highest win rate is chosen, and if none is eligible the sprint keeps the "
            "SFT model. Only day 49's default DPO point has a bootstrap interval in its reference metrics; for the "
            "others the point estimate stands in for the low end, which favours them.")
