@@ -1,11 +1,11 @@
 """Day 49: KL ablation — how strongly to tie the tuned model to SFT, measured as win rate and reward against KL.
 
 DPO is retrained at several beta (the same preference pairs, `preference.cached_pool`), and GRPO at several KL
-coefficients (the same budget as day 45; PPO at its default, or swept too with `rl_algos=ppo,grpo`). Every model is scored the same way: verifier win rate
-against SFT on the test split with a bootstrap interval, sampled reward on held-out val prompts, the KL to the
-SFT model measured on its own samples, and the alignment tax: how much its perplexity on pretraining text
-(TinyStories val) rose relative to SFT's. The models at the default strengths are the ones days 43 and 45
-trained (cached).
+coefficients (the same budget as day 45; PPO at its default, or swept too with `rl_algos=ppo,grpo`). Every
+model is scored the same way: verifier win rate against SFT on the test split with a bootstrap interval,
+sampled reward on held-out val prompts, the KL to the SFT model measured on its own samples, and the alignment
+tax: how much its perplexity on pretraining text (TinyStories val) rose relative to SFT's. The models at the
+default strengths are the ones days 43 and 45 trained (cached).
 """
 
 from __future__ import annotations
@@ -119,8 +119,13 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
            f"Win rate: verifier, {len(test):,} test prompts, greedy, ties half, 95% bootstrap "
            f"interval. Sampled reward and KL: one reply at temperature 1 to each of {len(held)} val prompts; SFT's "
            f"own sampled reward there is {sft_held['reward'].mean().item():.3f}. Perplexity: {cfg.ppl_batches} fixed "
-           f"batches of TinyStories val; SFT {ppl_sft:.3f}, the base model {ppl_base:.3f} (SFT's own tax on the base: "
-           f"{alignment_tax(ppl_sft, ppl_base):+.1%}).")
+           f"batches of TinyStories val; SFT {ppl_sft:,.3f}, the base model {ppl_base:.3f}: SFT itself multiplied the "
+           f"perplexity by {ppl_sft / ppl_base:,.0f}"
+           + (f", to more than the vocabulary size ({posttrain.TOKENIZER.vocab_size}), worse than guessing uniformly: "
+              "fine-tuned on chat turns only, the small model no longer models stories at all. Every tax below is "
+              "measured against that broken baseline, so a negative tax means preference tuning moved partway back "
+              "towards the base model's text statistics, not that it improved language modelling."
+              if ppl_sft > posttrain.TOKENIZER.vocab_size else "."))
     d.table(rows)
 
     series_w, series_r = {}, {}
@@ -141,7 +146,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
            f"[{dflt['low']:.3f}, {dflt['high']:.3f}] "
            f"(target 0.6: {'met' if dflt['win rate vs SFT'] >= 0.6 else 'missed'}) "
            f"at a KL of {dflt['KL to SFT per reply']:.3f} nats and an alignment tax of {dflt['alignment tax']:+.1%} "
-           f"(target at most 10%: {'met' if dflt['alignment tax'] <= 0.1 else 'missed'}). The best of all models "
+           f"(target at most 10%: {'met' if dflt['alignment tax'] <= 0.1 else 'missed'}, against the SFT baseline "
+           "described above). The best of all models "
            f"is {best['algorithm']} at {best['strength']:g} ({best['win rate vs SFT']:.3f}). A smaller beta lets DPO "
            f"move further from SFT for the same pairs; GRPO at its smallest KL coefficient "
            f"({loose['grpo']['strength']:g}) ends at a KL of {loose['grpo']['KL to SFT per reply']:.3f}, PPO "
@@ -157,7 +163,9 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
             "default_kl_coef": default_kl,
             **{f"win_rate_{r['algorithm']}_{r['strength']:g}": round(r["win rate vs SFT"], 4) for r in rows},
             **{f"kl_{r['algorithm']}_{r['strength']:g}": round(r["KL to SFT per reply"], 4) for r in rows},
-            **{f"tax_{r['algorithm']}_{r['strength']:g}": round(r["alignment tax"], 4) for r in rows}}
+            **{f"tax_{r['algorithm']}_{r['strength']:g}": round(r["alignment tax"], 4) for r in rows},
+            **{f"win_low_{r['algorithm']}_{r['strength']:g}": round(r["low"], 4) for r in rows},
+            "sft_tax_vs_base": round(alignment_tax(ppl_sft, ppl_base), 2)}
 
 
 if __name__ == "__main__":

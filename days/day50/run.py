@@ -48,14 +48,14 @@ def choose(candidates: list[dict], max_tax: float, min_low: float) -> dict:
 
 
 def candidates(m49: dict) -> list[dict]:
-    """Every (method, strength) of day 49's reference run with its win rate, interval low end, KL and tax.
-    Only the default DPO point carries an interval in day 49's metrics; the others use their win rate as low."""
+    """Every (method, strength) of day 49's reference run with its win rate, interval low end, KL and tax (a point
+    without a `win_low_` metric, from an older reference, uses its win rate as the low end)."""
     out = []
     for key, wr in m49.items():
         if not key.startswith("win_rate_") or key.count("_") != 3:
             continue
         _, _, method, strength = key.split("_")
-        low = m49["win_rate_low"] if (method == "dpo" and float(strength) == m49.get("default_beta")) else wr
+        low = m49.get(f"win_low_{method}_{strength}", wr)
         out.append({"method": method, "strength": float(strength), "win_rate": wr, "low": low,
                     "kl": m49.get(f"kl_{method}_{strength}", 0.0), "tax": m49.get(f"tax_{method}_{strength}", 0.0)})
     return out
@@ -108,9 +108,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.text(f"The rule, fixed before the sweep: a preference-tuned model is eligible when its alignment tax is at "
            f"most {cfg.max_tax:.0%} and the low end of its win-rate interval against SFT is at least {cfg.min_low} "
            "(evidence that it is better than SFT); "
-           "the eligible one with the highest win rate is chosen, and if none is eligible the sprint keeps the "
-           "SFT model. Only day 49's default DPO point has a bootstrap interval in its reference metrics; for the "
-           "others the point estimate stands in for the low end, which favours them.")
+           "the eligible one with the highest win rate is chosen (the smaller KL breaks ties), and if none is "
+           "eligible the sprint keeps the SFT model. Every sweep point has its own bootstrap interval in day 49.")
     if cands:
         d.table([{**c, "eligible": c["tax"] <= cfg.max_tax and c["low"] >= cfg.min_low} for c in cands])
     choice = {"method": pick["method"], "strength": pick["strength"], "reason": pick["reason"],

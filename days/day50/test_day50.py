@@ -6,7 +6,7 @@ from common.run import runner
 from days.day50 import run
 
 M49 = {"win_rate": 0.52, "win_rate_low": 0.49, "win_rate_high": 0.55, "alignment_tax": 0.01, "default_beta": 0.1,
-       "win_rate_dpo_0.1": 0.52, "kl_dpo_0.1": 0.3, "tax_dpo_0.1": 0.01,
+       "win_rate_dpo_0.1": 0.52, "kl_dpo_0.1": 0.3, "tax_dpo_0.1": 0.01, "win_low_dpo_0.1": 0.49,
        "win_rate_dpo_1": 0.51, "kl_dpo_1": 0.1, "tax_dpo_1": 0.0,
        "win_rate_grpo_0": 0.58, "kl_grpo_0": 2.0, "tax_grpo_0": 0.3,
        "win_rate_ppo_0.05": 0.53, "kl_ppo_0.05": 0.4, "tax_ppo_0.05": 0.02}
@@ -15,7 +15,7 @@ M49 = {"win_rate": 0.52, "win_rate_low": 0.49, "win_rate_high": 0.55, "alignment
 def test_candidates_read_every_sweep_point():
     c = {(x["method"], x["strength"]): x for x in run.candidates(M49)}
     assert set(c) == {("dpo", 0.1), ("dpo", 1.0), ("grpo", 0.0), ("ppo", 0.05)}
-    assert c[("dpo", 0.1)]["low"] == 0.49 and c[("ppo", 0.05)]["low"] == 0.53  # only the default has an interval
+    assert c[("dpo", 0.1)]["low"] == 0.49 and c[("ppo", 0.05)]["low"] == 0.53  # no win_low_ metric: the point
 
 
 def test_choose_follows_its_rule():
