@@ -85,6 +85,8 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
+    """`python -m common.eval.battery` (`make eval`): the battery over the sprint's cached models, written to
+    results/eval/battery.json and battery.md."""
     from common import ROOT
 
     p = argparse.ArgumentParser(prog="python -m common.eval.battery", description=__doc__.splitlines()[0])

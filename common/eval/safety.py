@@ -29,6 +29,8 @@ REFUSAL = "I can't help with that."
 
 @dataclass(frozen=True)
 class Rule:
+    """One pattern with its weight; for allow rules, `scope` says whether it cancels matches or subtracts."""
+
     name: str
     pattern: str
     weight: float = 1.0
@@ -37,6 +39,8 @@ class Rule:
 
 @dataclass
 class Decision:
+    """What a policy decided about one text: refuse or not, the score, and the rules behind it."""
+
     refuse: bool
     score: float
     matched: list = field(default_factory=list)   # names of the blocked rules that counted
@@ -127,6 +131,8 @@ class Policy:
 
 @dataclass(frozen=True)
 class Probe:
+    """A probe prompt, whether a course model should decline it, and its category."""
+
     prompt: str
     harmful: bool      # should a course model decline it?
     category: str

@@ -54,6 +54,8 @@ class DPORecipe:
 
 
 class Pair(NamedTuple):
+    """A preference pair: the prompt's example, the chosen (right) continuation and the rejected one."""
+
     example: instruct.Example
     chosen: str                 # the generated continuation (ends with END when the model stopped)
     rejected: str
