@@ -20,9 +20,9 @@ from common.train import posttrain, preference
 from days.day44.run import MIN_RATINGS, RATINGS
 
 
-def build_items(n: int, seed: int = 0, preset: str = "cpu", device="cpu") -> list[dict]:
+def build_items(n: int, seed: int = 0, preset: str = "cpu", device="cpu", cache=None) -> list[dict]:
     """The n blind items: test prompts with the SFT and DPO greedy answers, order randomised per item."""
-    cache = ROOT / ".cache" / "posttrain"
+    cache = cache or ROOT / ".cache" / "posttrain"
     _, sft = posttrain.models_for(preset, device, cache)
     splits = posttrain.sft_splits(posttrain.recipes(preset)[1])
     dpo = preference.train_dpo(sft, preference.dpo_recipe(preset), splits, device, cache_dir=cache)

@@ -63,3 +63,12 @@ def test_rate_command_refuses_a_bad_count(capsys):
 
     assert rate.main(["--n", "0"]) == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_rate_items_come_from_both_models(tmp_path, require_data):
+    require_data("tinystories")
+    from days.day44 import rate
+
+    items = rate.build_items(4, seed=0, preset="nano", cache=tmp_path)
+    assert len(items) == 4 and all({it["model_a"], it["model_b"]} == {"sft", "dpo"} for it in items)
+    assert items == rate.build_items(4, seed=0, preset="nano", cache=tmp_path)  # the same items every session
