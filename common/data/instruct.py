@@ -185,6 +185,13 @@ def generate(n_per_family: int = 400, seed: int = 0, families=FAMILIES, val_frac
     return splits
 
 
+def first_per_family(examples, n: int) -> list[Example]:
+    """The first n examples of each family, in family order (all of them, in their order, when n = 0)."""
+    if not n:
+        return list(examples)
+    return [e for f in FAMILIES for e in [x for x in examples if x.family == f][:n]]
+
+
 def render(example: Example, with_answer: bool = True) -> tuple[str, tuple[int, int] | None]:
     """The chat text of one example and the character span (start, end) of the assistant's turn.
 

@@ -27,12 +27,18 @@ def exact_match(prediction: str, answer: str) -> bool:
     return pn is not None and an is not None and pn == an
 
 
-def win_rate(scores_a, scores_b) -> float:
-    """Share of paired items where A scores above B, ties counted as half a win."""
+def paired_outcomes(scores_a, scores_b) -> np.ndarray:
+    """Per paired item, A against B: 1 (A scores higher), 0 (B does) or 0.5 (a tie); bootstrap these for an
+    interval that keeps the pairing."""
     a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
     if a.shape != b.shape or a.size == 0:
         raise ValueError(f"need two equally long, non-empty score lists, got {a.size} and {b.size}")
-    return float(np.mean((a > b) + 0.5 * (a == b)))
+    return (a > b) + 0.5 * (a == b)
+
+
+def win_rate(scores_a, scores_b) -> float:
+    """Share of paired items where A scores above B, ties counted as half a win."""
+    return float(np.mean(paired_outcomes(scores_a, scores_b)))
 
 
 def bootstrap_ci(values, stat=np.mean, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:

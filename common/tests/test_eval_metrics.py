@@ -36,3 +36,9 @@ def test_distinct_n():
     assert distinct_n([["a", "b", "a", "b"]], 2) == pytest.approx(2 / 3)
     assert distinct_n(["abab"], 1) == 0.5 and distinct_n([["x"]], 2) == 0.0
     assert distinct_n([["a", "b"], ["a", "b"]], 2) == 0.5  # repeats across samples count too
+
+
+def test_paired_outcomes_by_hand():
+    from common.eval.metrics import paired_outcomes
+
+    assert paired_outcomes([1, 1, 0, 0], [1, 0, 1, 0]).tolist() == [0.5, 1.0, 0.0, 0.5]

@@ -83,3 +83,12 @@ def test_bad_requests_are_refused():
         instruct.generate(5, families=("poetry",))
     with pytest.raises(ValueError, match="distinct prompts"):
         instruct.generate(14_100, families=("convert",))  # 8 unit pairs x 250 values x 7 phrasings = 14,000
+
+
+def test_first_per_family_keeps_order_and_count():
+    exs = instruct.generate(20, seed=5)["train"]
+    few = instruct.first_per_family(exs, 3)
+    assert len(few) == 3 * len(instruct.FAMILIES)
+    assert [e.family for e in few] == [f for f in instruct.FAMILIES for _ in range(3)]
+    assert few[:3] == [e for e in exs if e.family == instruct.FAMILIES[0]][:3]
+    assert instruct.first_per_family(exs, 0) == exs

@@ -52,13 +52,6 @@ def dpo_grad_weight(margin: torch.Tensor) -> torch.Tensor:
     # <<< exercise day43.dpo_grad_weight
 
 
-def by_family(examples, n: int):
-    """The first n examples of each family (all when n = 0), in family order."""
-    if not n:
-        return list(examples)
-    return [e for f in instruct.FAMILIES for e in [x for x in examples if x.family == f][:n]]
-
-
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d = ctx.deliverable
     cache = posttrain.cache_dir_for(ctx)
@@ -123,7 +116,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     # --- what it did to the answers ---------------------------------------------------------------------
     rows, em = [], {}
     for split in ("val", "test"):
-        exs = by_family(splits[split], cfg.n_eval)
+        exs = instruct.first_per_family(splits[split], cfg.n_eval)
         for name, model in (("sft", sft.model), ("dpo", dpo.model)):
             em[(split, name)] = posttrain.accuracy_by_family(posttrain.score(model, exs))
     for f in list(instruct.FAMILIES) + ["all"]:

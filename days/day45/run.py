@@ -56,11 +56,6 @@ def group_advantages(rewards: list[float]) -> list[float]:
     # <<< exercise day45.group_advantages
 
 
-def by_family(examples, n: int):
-    return list(examples) if not n else [e for f in instruct.FAMILIES for e in [x for x in examples
-                                                                               if x.family == f][:n]]
-
-
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d = ctx.deliverable
     cache = posttrain.cache_dir_for(ctx)
@@ -115,7 +110,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     probe = rl.rl_recipe(ctx.preset, algo="grpo", group=1)
     models = {"sft": sft.model, "ppo": runs["ppo"].model, "grpo": runs["grpo"].model}
     heldout = {name: rl.rollout(m, sft.model, None, held, probe, ctx.seed, ctx.device) for name, m in models.items()}
-    em = {(s, n): posttrain.accuracy_by_family(posttrain.score(m, by_family(splits[s], cfg.n_eval)))
+    em = {(s, n): posttrain.accuracy_by_family(posttrain.score(m, instruct.first_per_family(splits[s],
+                                                                                                cfg.n_eval)))
           for s in ("val", "test") for n, m in models.items()}
     d.section("Held-out: what the reward bought, and at what KL")
     d.table([{"model": n, "sampled reward (val, T = 1)": heldout[n]["reward"].mean().item(),

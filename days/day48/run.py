@@ -53,7 +53,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     models, splits = battery.sprint_models(ctx.preset, ctx.device, posttrain.cache_dir_for(ctx))
     test = splits["test"]
     if cfg.per_family:
-        test = [e for f in instruct.FAMILIES for e in [x for x in test if x.family == f][:cfg.per_family]]
+        test = instruct.first_per_family(test, cfg.per_family)
     rows = battery.run_battery(models, test, cfg.latency_n)
 
     d.section("The battery")

@@ -105,7 +105,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     rows = []
     for (algo, s), m in models.items():
         right = [r["correct"] for r in posttrain.score(m, test)]
-        w = [1.0 if a and not b else 0.0 if b and not a else 0.5 for a, b in zip(right, sft_right)]
+        w = metrics.paired_outcomes(right, sft_right)
         lo, hi = metrics.bootstrap_ci(w, np.mean, cfg.n_boot, seed=ctx.seed)
         h = rl.rollout(m, sft.model, None, held, probe, ctx.seed, ctx.device)
         p = ppl(m)
