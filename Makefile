@@ -21,14 +21,14 @@ ifneq ($(filter $(firstword $(MAKECMDGOALS)),$(POSITIONAL)),)
 endif
 # every name=value given on the command line except make's own settings goes to `make hours`,
 # so a misspelt category (`sleep=3`) is named and rejected instead of silently dropped
-HOURS := $(filter-out PYTHON=% ARGS=% JOBS=% NANOGPT=% from=% to=% DATA_DIR=% only=% diff=%,$(MAKEOVERRIDES))
+HOURS := $(filter-out PYTHON=% ARGS=% JOBS=% NANOGPT=% from=% to=% DATA_DIR=% only=% diff=% MODEL=% TASKS=% THRESHOLD=%,$(MAKEOVERRIDES))
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $(STAMP)
 
-.PHONY: help venv day reproduce snapshot data exercise solution read rate eval hardware gpu-extras vllm-env test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
+.PHONY: help venv day reproduce snapshot data exercise solution read rate eval battery hardware gpu-extras vllm-env test test-all lint report progress progress-init hours tensorboard bench-nanogpt clean distclean
 
 help: ## list the targets
 	@echo "100 Days of AI. The two commands: 'make day 1' and 'make test'."
@@ -66,7 +66,13 @@ data: $(STAMP) ## download and verify every dataset into data/ (or DATA_DIR), sh
 read: $(STAMP) ## make read N [implemented] [summary]: record how far you got with day N's reading
 	@$(PY) -m common.course.cli read $(CMD_ARGS)
 
-eval: $(STAMP) ## eval battery v1 over the sprint-5 models: exact match, length, latency per family (results/eval/)
+MODEL ?= sft
+TASKS ?= all
+THRESHOLD ?= 0.01
+eval: $(STAMP) ## make eval MODEL=sft TASKS=all: harness tasks -> results/eval/<model>/<time>.json, regression check vs the last run
+	@$(PY) -m common.eval.suite --model $(MODEL) --tasks $(TASKS) --threshold $(THRESHOLD) $(ARGS)
+
+battery: $(STAMP) ## eval battery v1 (day 48) over the sprint-5 models: exact match, length, latency per family
 	@$(PY) -m common.eval.battery $(ARGS)
 
 rate: $(STAMP) ## blind A/B ratings of day 44's SFT and DPO answers (saved in results/day44/ratings.csv)

@@ -85,7 +85,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    """`python -m common.eval.battery` (`make eval`): the battery over the sprint's cached models, written to
+    """`python -m common.eval.battery` (`make battery`): the battery over the sprint's cached models, written to
     results/eval/battery.json and battery.md."""
     from common import ROOT
 

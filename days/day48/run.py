@@ -3,7 +3,7 @@
 `common/eval/battery.py` runs each model over each task family of the test split (held-out phrasings):
 greedy exact match answering directly, exact match with the calculator offered (where the answer comes from
 an expression), mean reply length in tokens, the latency of one prompt answered alone (median and 90th
-percentile) and the batched throughput. The same battery is `make eval` for the learner and is what day 49
+percentile) and the batched throughput. The same battery is `make battery` for the learner and is what day 49
 scores its sweep with. This run applies it to all five models of the sprint.
 """
 
@@ -59,7 +59,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.section("The battery")
     d.text(f"{len(test):,} test prompts (each family's held-out phrasing), five models: the base model (never "
            "fine-tuned), SFT (day 42), DPO (day 43), PPO and GRPO (day 45). One command reproduces this table for "
-           "your own models: `make eval` (writes `results/eval/battery.json`).")
+           "your own models: `make battery` (writes `results/eval/battery.json`).")
     d.table([{k: v for k, v in r.items()} for r in rows])
     summary = [{"model": m, "exact match (micro)": summarise(rows, m), "exact match (macro)": macro(rows, m),
                 "with calculator (micro, its families)": summarise(rows, m, "exact_match_tools"),
