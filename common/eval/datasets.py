@@ -167,7 +167,26 @@ def story_cloze_docs() -> list[dict]:
             if re.search(rf"\b{m.group(1)}\b", sents[k][:m.start()]) or m.group(1) not in " ".join(sents[:k]):
                 continue
             docs.append({"story": i, "context": before.rstrip(), "word": m.group(1)})
+    # choices for the multiple-choice version: the answer and three other names of the same story (words
+    # capitalised in mid-sentence), topped up from other stories' answers when the story has too few
+    answers = sorted({d["word"] for d in docs})
+    for k, d in enumerate(docs):
+        rng = _rng("cloze", k)
+        story = heldout_stories()[d["story"]]
+        own = sorted({w for w in re.findall(r"(?<=[a-z,] )[A-Z][a-z]{2,}\b", story) if w != d["word"]} - COMMON_CAPS)
+        wrong = rng.sample(own, min(3, len(own)))
+        wrong += rng.sample([a for a in answers if a != d["word"] and a not in wrong], 3 - len(wrong))
+        d["choices"] = [d["word"]] + wrong
+        rng.shuffle(d["choices"])
     return docs
+
+
+# sentence-initial words that are capitalised only by position, not names: not used as distractors
+COMMON_CAPS = {"The", "They", "She", "Her", "His", "One", "Once", "Then", "But", "And", "When", "Can", "You", "Yes",
+               "Let", "What", "This", "That", "There", "Now", "Thank", "Together", "After", "From", "Why", "Don",
+               "Look", "Wow", "Suddenly", "Finally", "Every", "Some", "It", "Its", "Soon", "With", "Are", "Please",
+               "Sorry", "Maybe", "Who", "How", "Where", "Here", "Not", "Just", "Come", "Okay", "Will", "All", "Mom",
+               "Dad", "Mommy", "Daddy", "Mum"}
 
 
 def story_xsum_docs() -> list[dict]:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.eval import harness
+from common.eval import datasets, harness
 
 SCHEMA = 1
 SPRINT_MODELS = ("base", "sft", "dpo", "ppo", "grpo")
@@ -131,23 +131,60 @@ def config_hash(task: harness.Task) -> str:
     return hashlib.sha256(json.dumps(task.config(), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def run_tasks(lm, tasks, limit: int | None = None, log=print) -> dict:
-    """{task name: harness result} for each task name."""
+def run_tasks(lm, tasks, limit: int | None = None, log=print, cache_dir=None, weights: str = "") -> dict:
+    """{task name: harness result} for each task name.
+
+    With `cache_dir` and the model's `weights` hash, each result is stored as JSON under a key made of the
+    weights, the task's config hash and a hash of its documents, and read back on the next call: the harness is
+    deterministic, so the same weights and task give the same result (`make reproduce` checks that this
+    stays true). Days 57-59 aggregate what days 51-55 computed this way instead of scoring again."""
     out = {}
     for name in tasks:
         task = harness.load_task(name)
-        t0 = time.perf_counter()
-        res = harness.evaluate(task, lm, limit=limit)
-        res["seconds"] = round(time.perf_counter() - t0, 2)
+        docs = datasets.build(task.dataset)
+        docs = docs[:limit or task.limit or None]
+        path = None
+        if cache_dir is not None and weights:
+            data = hashlib.sha256(json.dumps(docs, sort_keys=True).encode()).hexdigest()[:10]
+            path = Path(cache_dir) / f"{name}_{weights}_{config_hash(task)}_{data}.json"
+        if path is not None and path.is_file():
+            res = json.loads(path.read_text())
+        else:
+            t0 = time.perf_counter()
+            res = harness.evaluate(task, lm, docs)
+            res["seconds"] = round(time.perf_counter() - t0, 2)
+            if path is not None:
+                from common.run import atomic
+
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic.write_text(path, json.dumps(res))
         out[name] = res
         log(f"  {name:22s} n={res['n']:5d}  " + "  ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items())
             + f"  ({res['seconds']:.1f} s)")
     return out
 
 
+def cache_dir_for(ctx) -> Path:
+    """Where a day's run keeps harness results: `.cache/eval` beside the post-training models (a scratch folder
+    for --quick)."""
+    from common.train import posttrain
+
+    return posttrain.cache_dir_for(ctx).parent / "eval"
+
+
+def sprint_results(ctx, tasks, limit: int | None = None, models=SPRINT_MODELS) -> tuple[dict, dict]:
+    """({model: {task: result}}, {model: (LM, weights hash)}) for the Sprint 5 models on `tasks`, cached."""
+    from common.train import posttrain
+
+    lms = sprint_lms(models, ctx.preset, posttrain.cache_dir_for(ctx), ctx.device)
+    names = harness.resolve(tasks)
+    res = {m: run_tasks(lm, names, limit, lambda *_: None, cache_dir_for(ctx), w) for m, (lm, w) in lms.items()}
+    return res, lms
+
+
 def summarise(model: str, weights: str, results: dict, limit: int | None = None) -> dict:
     """The versioned record of one run: model, commit, environment, and per task version/config/seeds/metrics."""
-    from common.run.tracking import git_commit
+    from common.run.gitinfo import git_commit
 
     tasks = {}
     for name, res in results.items():

@@ -140,3 +140,24 @@ def loglog(path, points: dict, curves: dict, xlabel: str, title: str) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def reliability(path, panels: dict, title: str = "") -> Path:
+    """Reliability diagrams side by side: `panels` maps a label to the bins of `calibration.reliability`
+    (lo, hi, count, confidence, accuracy). Bars: accuracy per confidence bin; red: the gap to the mean
+    confidence of the bin; dashed: the diagonal a calibrated model would follow."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(WIDTH, 4.2), squeeze=False)
+    for ax, (label, bins) in zip(axes[0], panels.items()):
+        full = [b for b in bins if b["count"]]
+        width = full[0]["hi"] - full[0]["lo"] if full else 0.1
+        ax.bar([b["lo"] for b in full], [b["accuracy"] for b in full], width=width, align="edge",
+               edgecolor="black", lw=0.5, label="accuracy")
+        ax.bar([b["lo"] for b in full], [b["confidence"] - b["accuracy"] for b in full], width=width,
+               bottom=[b["accuracy"] for b in full], align="edge", color="tab:red", alpha=0.35, label="gap")
+        ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-1 probability)", ylabel="accuracy", title=label)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)

@@ -13,7 +13,7 @@ import pytest
 
 COMMON = Path(__file__).resolve().parents[1]
 LIBRARY = ("nn", "data", "train", "lab", "eval")
-LEAVES = {"common.run.atomic", "common.run.errors", "common.run.progress_bar"}
+LEAVES = {"common.run.atomic", "common.run.errors", "common.run.progress_bar", "common.run.gitinfo"}
 
 
 def imports(path: Path) -> list[str]:
