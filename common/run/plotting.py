@@ -161,3 +161,43 @@ def reliability(path, panels: dict, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def grouped_bars(path, groups, series: dict, ylabel: str, title: str = "",
+                 hline: tuple[float, str] | None = None) -> Path:
+    """Bars for each group (x) and series (colour): `series` maps a label to (values, lower, upper), where lower
+    and upper are the interval's ends (drawn as asymmetric error bars); None ends draw no bar error."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.5))
+    k = len(series)
+    width = 0.8 / max(1, k)
+    x = np.arange(len(groups))
+    for j, (label, (vals, lo, hi)) in enumerate(series.items()):
+        vals = np.asarray(vals, dtype=float)
+        err = None
+        if lo is not None and hi is not None:
+            err = np.vstack([vals - np.asarray(lo, dtype=float), np.asarray(hi, dtype=float) - vals])
+        ax.bar(x - 0.4 + width * (j + 0.5), vals, width, yerr=err, capsize=2, label=label)
+    if hline is not None:
+        ax.axhline(hline[0], color="gray", ls="--", lw=1, label=hline[1])
+    ax.set_xticks(x, groups, rotation=20 if max(map(len, map(str, groups))) > 10 else 0,
+                  ha="right" if max(map(len, map(str, groups))) > 10 else "center")
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=min(k + (hline is not None), 6))
+    return _save(fig, path)
+
+
+def forest(path, rows: list[tuple[str, float, float, float]], xlabel: str, title: str = "", ref: float = 0.0) -> Path:
+    """A forest plot: one row per (label, estimate, low, high), the interval as a line, the estimate as a dot,
+    and a dashed line at `ref` (no difference)."""
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.45 * len(rows) + 1.5))
+    y = np.arange(len(rows))[::-1]
+    for yi, (_, est, lo, hi) in zip(y, rows):
+        color = "tab:blue" if lo > ref or hi < ref else "gray"
+        ax.plot([lo, hi], [yi, yi], color=color, lw=2)
+        ax.plot([est], [yi], "o", color=color)
+    ax.axvline(ref, color="black", ls="--", lw=1)
+    ax.set_yticks(y, [r[0] for r in rows])
+    ax.set(xlabel=xlabel, title=title)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)

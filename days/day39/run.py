@@ -77,7 +77,8 @@ def variant_overrides(name: str, cfg: Config) -> dict:
 
 
 def retention(name: str, cfg: Config, device, seed: int) -> dict:
-    """Needle exact-match rate by depth ({depth: rate}) at `ret_len` of a small model of variant `name` trained on the needle task.
+    """Needle exact-match rate by depth ({depth: rate}) at `ret_len` of a small model of variant `name` trained on the
+    needle task.
 
     The recipe of days 37-38 (`common.lab.retrieval`): 2 layers, `n_head` heads, `ret_width` wide, ALiBi,
     loss on the answer digits. ALiBi because with RoPE these models learned the copy late and unevenly

@@ -84,8 +84,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
             harness.save_samples(r, ctx.run_dir / "samples" / m / f"{t}.jsonl")
 
     d.section("The new tasks")
-    d.text("Task files: `common/eval/tasks/story_cloze.yaml` (and `story_cloze_mc.yaml`: the same documents as multiple "
-           "choice among four names of the story), `story_xsum.yaml`, `wikitext2.yaml` (the config is the "
+    d.text("Task files: `common/eval/tasks/story_cloze.yaml` (and `story_cloze_mc.yaml`: the same documents as "
+           "multiple choice among four names of the story), `story_xsum.yaml`, `wikitext2.yaml` (the config is the "
            "task: prompt template, stop strings, answer filter, metrics, version). Per-document logs of this run: "
            "`logs/day52/<run>/samples/<model>/<task>.jsonl`, one JSON record per document (prompt, output, extracted "
            "answer, target, scores).")
