@@ -1,4 +1,4 @@
-"""Scores for generated answers: exact match, win rate with a bootstrap interval, distinct-n.
+"""Scores for generated answers: exact match, win rate with a bootstrap interval, distinct-n, Wilson intervals.
 
     exact_match("42.0", "42")                  # True: numbers compare by value
     win_rate([1, 0, 1], [0, 0, 1])             # 0.667: A wins one, ties two (a tie counts half)
@@ -61,3 +61,13 @@ def distinct_n(sequences, n: int = 2) -> float:
     """Distinct n-grams over all n-grams across `sequences` (lists of tokens or strings); 0 when there are none."""
     grams = [tuple(s[i:i + n]) for s in sequences for i in range(len(s) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's score interval for a proportion k / n (never empty at k = 0 or n, never outside [0, 1])."""
+    if n <= 0:
+        raise ValueError(f"need n > 0, got {n}")
+    p, denom = k / n, 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))

@@ -135,9 +135,10 @@ def run_tasks(lm, tasks, limit: int | None = None, log=print, cache_dir=None, we
     """{task name: harness result} for each task name.
 
     With `cache_dir` and the model's `weights` hash, each result is stored as JSON under a key made of the
-    weights, the task's config hash and a hash of its documents, and read back on the next call: the harness is
-    deterministic, so the same weights and task give the same result (`make reproduce` checks that this
-    stays true). Days 57-59 aggregate what days 51-55 computed this way instead of scoring again."""
+    weights, the task's config hash, a hash of its documents and a hash of the scoring code (`CODE`), and read
+    back on the next call: the harness is deterministic, so the same weights, task and code give the same
+    result (`make reproduce` checks that this stays true). Days 57-59 aggregate what days 51-52 computed this
+    way instead of scoring again. A cached result keeps the `seconds` of the run that computed it."""
     out = {}
     for name in tasks:
         task = harness.load_task(name)
@@ -145,7 +146,7 @@ def run_tasks(lm, tasks, limit: int | None = None, log=print, cache_dir=None, we
         docs = docs[:limit or task.limit or None]
         path = None
         if cache_dir is not None and weights:
-            data = hashlib.sha256(json.dumps(docs, sort_keys=True).encode()).hexdigest()[:10]
+            data = hashlib.sha256(json.dumps(docs, sort_keys=True).encode() + code_hash().encode()).hexdigest()[:10]
             path = Path(cache_dir) / f"{name}_{weights}_{config_hash(task)}_{data}.json"
         if path is not None and path.is_file():
             res = json.loads(path.read_text())
@@ -162,6 +163,17 @@ def run_tasks(lm, tasks, limit: int | None = None, log=print, cache_dir=None, we
         log(f"  {name:22s} n={res['n']:5d}  " + "  ".join(f"{k} {v:.4f}" for k, v in res["metrics"].items())
             + f"  ({res['seconds']:.1f} s)")
     return out
+
+
+CODE = ("harness.py", "lm.py", "datasets.py", "../data/chat.py")   # files whose edits can change a cached result
+
+
+def code_hash() -> str:
+    """A hash of the scoring code (`CODE`, paths relative to common/eval/): part of every cached result's key."""
+    h = hashlib.sha256()
+    for name in CODE:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:10]
 
 
 def cache_dir_for(ctx) -> Path:

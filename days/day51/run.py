@@ -161,10 +161,18 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     text = "What to look at: the base model has never seen the chat template and scores 0 on the written answers"
     if "instruct_mc acc_norm" in b:
         mc = b["instruct_mc acc_norm"]
-        where = "about chance" if abs(mc - 0.25) < 0.03 else ("above chance" if mc > 0.25 else "below chance")
-        text += (f"; on the same prompts as multiple choice it picks the right answer {mc:.1%} of the time, {where} "
-                 f"(25%), so the near misses fool it. SFT picks {s['sft']['instruct_mc acc_norm']:.1%} of them "
-                 f"while writing {s['sft'].get('instruct EM (micro)', float('nan')):.1%} correctly: ranking four "
+        n_mc = results["base"]["instruct_mc"]["n"]
+        se = math.sqrt(0.25 * 0.75 / n_mc)                      # the standard error of a guesser's score
+        where, why = (("within two standard errors of chance", "it cannot tell the answer from the near misses")
+                      if abs(mc - 0.25) <= 2 * se else
+                      ("above chance by more than two standard errors", "it already leans towards right answers")
+                      if mc > 0.25 else
+                      ("below chance by more than two standard errors", "the near misses attract it more than the "
+                       "answer does"))
+        text += (f"; on the same prompts as multiple choice it picks the right answer {mc:.1%} of the time, "
+                 f"{where} (25%, SE {se:.1%} over {n_mc:,} prompts): {why}. SFT picks "
+                 f"{s['sft']['instruct_mc acc_norm']:.1%} of them while writing "
+                 f"{s['sft'].get('instruct EM (micro)', float('nan')):.1%} correctly: ranking four "
                  "given answers asks less of a model than producing one")
     if "tinystories_ppl bits_per_byte" in b:
         text += (f". On stories the order flips: the base model needs {b['tinystories_ppl bits_per_byte']:.2f} bits "

@@ -110,16 +110,18 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         hits = [probes.toxic_hits(t) for t in texts]
         rate = toxic_rate(texts)
         words = sorted({w for h in hits for w in h})
-        lo, hi = metrics.bootstrap_ci([float(bool(h)) for h in hits], np.mean, n_boot=cfg.n_boot, seed=ctx.seed)
+        lo, hi = metrics.wilson_interval(sum(bool(h) for h in hits), len(texts))
         rows.append({"model": m, "prompts": "new stories" if m == "base" else "test prompts (chat)",
                      "generations": len(texts), "flagged": sum(bool(h) for h in hits), "toxic rate": rate,
-                     "95% interval": f"[{lo:.3f}, {hi:.3f}]", "words found": ", ".join(words) or "-"})
+                     "95% Wilson interval": f"[{lo:.4f}, {hi:.4f}]", "words found": ", ".join(words) or "-"})
         flagged_examples[m] = [t for t, h in zip(texts, hits) if h][:4]
         out["toxic_rate" if m == "base" else f"toxic_rate_{m}"] = round(rate, 4)
     d.table(rows)
     d.text(f"Base model: {cfg.n_generations:,} samples of {cfg.story_tokens} characters after the story separator; "
            f"chat models: {cfg.n_generations:,} replies (up to {cfg.reply_tokens} tokens) to random test prompts. "
-           f"The list has {len(probes.TOXIC_WORDS)} entries (`probes.TOXIC_WORDS`).")
+           f"The list has {len(probes.TOXIC_WORDS)} entries (`probes.TOXIC_WORDS`). The interval is Wilson's (day 58), "
+           "which stays above zero when nothing is flagged: zero hits in 1,000 still allow a rate of a few per "
+           "thousand.")
     if flagged_examples.get("base"):
         d.text("The base model's flagged samples, to judge the list's precision by eye:")
         d.text("```text\n" + "\n---\n".join(t.strip() for t in flagged_examples["base"]) + "\n```")
@@ -157,25 +159,33 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     # --- name swaps
     d.section("Name swaps: the same word problems with the name exchanged")
     word = [e for e in splits["val"] if e.family == "word"]
-    o1, s1 = probes.name_swap(word, probes.NAMES_F, probes.NAMES_M)
-    o2, s2 = probes.name_swap(word, probes.NAMES_M, probes.NAMES_F)
-    originals, swapped = o1 + o2, s1 + s2
+    directions = {"female -> male": probes.name_swap(word, probes.NAMES_F, probes.NAMES_M),
+                  "male -> female": probes.name_swap(word, probes.NAMES_M, probes.NAMES_F)}
     rows = []
     for m, (lm, _) in lms.items():
         if m == "base":
             continue
-        a = np.array([r["correct"] for r in posttrain.score(lm.model, originals)], dtype=float)
-        b = np.array([r["correct"] for r in posttrain.score(lm.model, swapped)], dtype=float)
-        k, n = int(((a == 1) & (b == 0)).sum()), int((a != b).sum())
-        rows.append({"model": m, "problems": len(a), "EM original": a.mean(), "EM swapped": b.mean(),
-                     "changed outcome": n, "right only before the swap": k, "sign test p": sign_test_p(k, n)})
-        out[f"name_swap_gap_{m}"] = round(float(a.mean() - b.mean()), 4)
-        out[f"name_swap_p_{m}"] = round(sign_test_p(k, n), 4)
+        gaps = []
+        for direction, (originals, swapped) in directions.items():
+            a = np.array([r["correct"] for r in posttrain.score(lm.model, originals, tools=True)], dtype=float)
+            b = np.array([r["correct"] for r in posttrain.score(lm.model, swapped, tools=True)], dtype=float)
+            k, n = int(((a == 1) & (b == 0)).sum()), int((a != b).sum())
+            rows.append({"model": m, "swap": direction, "problems": len(a), "EM original": a.mean(),
+                         "EM swapped": b.mean(), "changed outcome": n, "right only before the swap": k,
+                         "sign test p": sign_test_p(k, n)})
+            gaps.append((a.mean() - b.mean(), k, n))
+        out[f"name_swap_gap_{m}"] = round(float(np.mean([g for g, _, _ in gaps])), 4)
+        k_all, n_all = sum(k for _, k, _ in gaps), sum(n for _, _, n in gaps)
+        out[f"name_swap_changed_{m}"] = n_all
+        out[f"name_swap_p_{m}"] = round(sign_test_p(k_all, n_all), 4)
     d.table(rows)
-    d.text(f"{len(originals)} word problems from the val split (phrasings SFT trained on, where exact match is "
-           "high enough to move), each asked twice: with its name and with a name from the other list "
-           f"({', '.join(probes.NAMES_F)} <-> {', '.join(probes.NAMES_M)}). Only problems whose outcome changed "
-           "carry information about the swap; the sign test asks whether they split unevenly.")
+    n_problems = sum(len(o) for o, _ in directions.values())
+    d.text(f"{n_problems} word problems from the val split, each answered with the calculator offered (exact match "
+           "near its ceiling there, day 42, so a swap has room to hurt), then asked again with the name exchanged "
+           f"({', '.join(probes.NAMES_F)} <-> {', '.join(probes.NAMES_M)}), each direction reported on its own so "
+           "opposite effects cannot cancel. Only problems whose outcome changed carry information; the exact sign "
+           "test asks whether they split unevenly, and with fewer than six changed problems it cannot reach "
+           "p < 0.05 at all (2 / 2^5 = 0.0625).")
 
     # --- refusals
     d.section("Refusals: day 46's probes, model alone and with the rules")
@@ -194,8 +204,9 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         guarded = sum(policy.guard_output(r) != r for r in replies)
         rows.append({"model": m, "refuses harmful (alone)": alone["refusal_rate"],
                      "refuses benign (alone)": alone["over_refusal_rate"],
-                     "refuses harmful (with rules)": rr["refusal_rate"], "refuses benign (with rules)":
-                     rr["over_refusal_rate"], "replies the output check replaced": guarded})
+                     "refuses harmful (rules on the prompt)": rr["refusal_rate"],
+                     "refuses benign (rules on the prompt)": rr["over_refusal_rate"],
+                     "replies the output check replaced": guarded})
         out[f"refusal_rate_alone_{m}"] = round(alone["refusal_rate"], 4)
     d.table(rows)
     out["refusal_rate_rules"] = round(rr["refusal_rate"], 4)
