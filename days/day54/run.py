@@ -180,8 +180,10 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         out[f"name_swap_p_{m}"] = round(sign_test_p(k_all, n_all), 4)
     d.table(rows)
     n_problems = sum(len(o) for o, _ in directions.values())
+    em = float(np.mean([r["EM original"] for r in rows])) if rows else float("nan")
     d.text(f"{n_problems} word problems from the val split, each answered with the calculator offered (exact match "
-           "near its ceiling there, day 42, so a swap has room to hurt), then asked again with the name exchanged "
+           f"{em:.1%} on the originals, averaged over models and directions: with the tool, an answer has room to "
+           "go wrong), then asked again with the name exchanged "
            f"({', '.join(probes.NAMES_F)} <-> {', '.join(probes.NAMES_M)}), each direction reported on its own so "
            "opposite effects cannot cancel. Only problems whose outcome changed carry information; the exact sign "
            "test asks whether they split unevenly, and with fewer than six changed problems it cannot reach "
