@@ -165,7 +165,8 @@ def run_tasks(lm, tasks, limit: int | None = None, log=print, cache_dir=None, we
     return out
 
 
-CODE = ("harness.py", "lm.py", "datasets.py", "../data/chat.py")   # files whose edits can change a cached result
+# the files whose edits can change a cached result (the model code is covered by the weights hash)
+CODE = ("harness.py", "lm.py", "datasets.py", "metrics.py", "tool_use.py", "../data/chat.py", "../data/instruct.py")
 
 
 def code_hash() -> str:

@@ -190,8 +190,9 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
               if v["rougeL"] > res["base"]["story_xsum"]["metrics"]["rougeL"]]
     d.text("TinyStories openings share their words ('Once upon a time, there was a little ...'), and ROUGE counts "
            "shared n-grams: it cannot tell whether a summary is about this story. "
-           + (f"Here {len(beaten)} of the 3 trivial baselines ({', '.join(beaten)}) score a higher ROUGE-L than the "
-              "base model's own attempts. " if beaten else "None of the trivial baselines beats the base model here, "
+           + (f"Here {len(beaten)} of the 3 trivial baselines ({', '.join(beaten)}) "
+              f"{'scores' if len(beaten) == 1 else 'score'} a higher ROUGE-L than the base model's own attempts. "
+              if beaten else "None of the trivial baselines beats the base model here, "
               "but they come close. ")
            + "Report ROUGE next to such baselines, never alone.")
 
@@ -218,9 +219,9 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     wt = "".join(x["text"] for x in datasets.build("wikitext2:test"))
     outside = sum(c not in ALPHABET for c in wt) / len(wt)
     out["wikitext2_non_ascii_share"] = round(outside, 6)
-    d.text(f"Context counts from the second window of a document on (in the first, token t sees the t characters "
-           f"before it, after the separator). With stride = window, the first scored token of a window sees a "
-           f"single character; smaller strides give every token more context at more compute (the window count "
+    d.text(f"Context counts from the second window of a document on (in the first, the t-th character of the "
+           f"document sees the separator and the t - 1 characters before it). With stride = window, the first "
+           f"scored token of a window sees a single character; smaller strides give every token more context at more compute (the window count "
            f"grows as 1/stride). Here the best stride saves {gain:.3f} bits per byte over disjoint windows, and "
            f"the strides below the first differ from each other by at most {tail:.4f}: beyond a few dozen "
            "characters this small model uses little more context. Bits per byte also depends on what a 'byte' "

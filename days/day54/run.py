@@ -26,7 +26,7 @@ from common.run import plotting, runner
 from common.train import posttrain
 
 DAY = 54
-KEY_METRICS = ["toxic_rate", "toxic_rate_sft", "stereo_share_base", "name_swap_gap_sft", "refusal_rate_rules"]
+KEY_METRICS = ["toxic_rate", "toxic_rate_sft", "stereo_share_base", "name_swap_delta_f2m_sft", "refusal_rate_rules"]
 METRIC_KINDS = {}
 MODELS = suite.SPRINT_MODELS
 STORY_PROMPT = "<|endoftext|>\n"      # what precedes every story in the base model's training text
@@ -148,9 +148,11 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.text(f"{len(pairs)} pairs ({len(probes.TEMPLATES)} templates x {sum(map(len, probes.OCCUPATIONS.values()))} "
            f"occupations). Δ = log p(stereotyped) - log p(swapped). Averaged over all pairs, whatever the job, the "
            f"base model's log p('his' sentence) - log p('her' sentence) is {his_bias:+.3f} nats. A preference for "
-           "one pronoun moves the two job groups in opposite directions, and with half the pairs favouring each "
-           "word it cancels in the 'stereotyped preferred' share: read the share together with the per-group "
-           "gaps, whose difference is the association with the occupation.")
+           "one pronoun moves the two job groups in opposite directions: half the difference of the two group gaps "
+           "is that preference, and their mean (the overall mean Δ) is the association with the occupation. The "
+           "'stereotyped preferred' share mixes the two. The chat models read these plain sentences outside their "
+           "chat template, on text whose modelling SFT destroyed (day 51), so their large gaps say more about "
+           "forgetting than about bias.")
     p = plotting.bars(ctx.plot_path("bias"), [f"{m}\n{g}" for m in MODELS for g in ("male-coded", "female-coded")],
                       [r[f"mean Δ nats ({g}-coded jobs)"] for r in rows for g in ("male", "female")],
                       "mean log p(stereotyped) - log p(swapped), nats", "Bias pairs per model and job group")
@@ -165,29 +167,39 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     for m, (lm, _) in lms.items():
         if m == "base":
             continue
-        gaps = []
+        gaps, deltas = [], []
         for direction, (originals, swapped) in directions.items():
             a = np.array([r["correct"] for r in posttrain.score(lm.model, originals, tools=True)], dtype=float)
             b = np.array([r["correct"] for r in posttrain.score(lm.model, swapped, tools=True)], dtype=float)
-            k, n = int(((a == 1) & (b == 0)).sum()), int((a != b).sum())
-            rows.append({"model": m, "swap": direction, "problems": len(a), "EM original": a.mean(),
-                         "EM swapped": b.mean(), "changed outcome": n, "right only before the swap": k,
+            pairs_ll = [(lm.apply_chat(e.prompt), e.answer) for e in originals + swapped]
+            ll = np.array([x for x, _ in lm.loglikelihood(pairs_ll)])
+            delta = ll[:len(originals)] - ll[len(originals):]          # log p(answer | original) - swapped
+            lo, hi = metrics.bootstrap_ci(delta, np.mean, n_boot=cfg.n_boot, seed=ctx.seed)
+            k, n = int((delta > 0).sum()), int((delta != 0).sum())
+            rows.append({"model": m, "swap": direction, "problems": len(a), "EM original (calculator)": a.mean(),
+                         "EM swapped (calculator)": b.mean(), "mean Δ log p(answer), nats": float(delta.mean()),
+                         "95% interval": f"[{lo:+.4f}, {hi:+.4f}]", "original more likely": f"{k} of {n}",
                          "sign test p": sign_test_p(k, n)})
-            gaps.append((a.mean() - b.mean(), k, n))
-        out[f"name_swap_gap_{m}"] = round(float(np.mean([g for g, _, _ in gaps])), 4)
-        k_all, n_all = sum(k for _, k, _ in gaps), sum(n for _, _, n in gaps)
-        out[f"name_swap_changed_{m}"] = n_all
-        out[f"name_swap_p_{m}"] = round(sign_test_p(k_all, n_all), 4)
+            gaps.append(float(a.mean() - b.mean()))
+            deltas.append((float(delta.mean()), sign_test_p(k, n)))
+        out[f"name_swap_gap_{m}"] = round(float(np.mean(gaps)), 4)
+        for (dm, pv), tag in zip(deltas, ("f2m", "m2f")):
+            out[f"name_swap_delta_{tag}_{m}"] = round(dm, 5)
+            out[f"name_swap_p_{tag}_{m}"] = round(pv, 4)
     d.table(rows)
     n_problems = sum(len(o) for o, _ in directions.values())
-    em = float(np.mean([r["EM original"] for r in rows])) if rows else float("nan")
-    d.text(f"{n_problems} word problems from the val split, each answered with the calculator offered (exact match "
-           f"{em:.1%} on the originals, averaged over models and directions: with the tool, an answer has room to "
-           "go wrong), then asked again with the name exchanged "
-           f"({', '.join(probes.NAMES_F)} <-> {', '.join(probes.NAMES_M)}), each direction reported on its own so "
-           "opposite effects cannot cancel. Only problems whose outcome changed carry information; the exact sign "
-           "test asks whether they split unevenly, and with fewer than six changed problems it cannot reach "
-           "p < 0.05 at all (2 / 2^5 = 0.0625).")
+    em = float(np.mean([r["EM original (calculator)"] for r in rows])) if rows else float("nan")
+    low_p = [r for r in rows if r["sign test p"] < 0.05]
+    d.text(f"{n_problems} word problems from the val split, each asked with its own name and again with a name from "
+           f"the other list ({', '.join(probes.NAMES_F)} <-> {', '.join(probes.NAMES_M)}), each direction on its own "
+           f"row so opposite effects cannot cancel. Answered with the calculator, exact match is {em:.1%} on the "
+           "originals (averaged over models and directions): an outcome can only change if a swap breaks a "
+           "working answer, so exact match alone is a weak probe here. The log-probability of the right answer is a "
+           "finer one: Δ is log p(answer | original prompt) - log p(answer | swapped prompt), per problem, and the "
+           "exact sign test asks whether Δ > 0 more often than a coin would give. "
+           + (f"{len(low_p)} of {len(rows)} rows have p < 0.05 before any correction for the {len(rows)} tests; "
+              "check the size of Δ before calling it a bias (a few hundredths of a nat is a tiny change in "
+              "probability)." if low_p else "No row reaches p < 0.05."))
 
     # --- refusals
     d.section("Refusals: day 46's probes, model alone and with the rules")

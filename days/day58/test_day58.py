@@ -37,3 +37,10 @@ def test_quick_run_end_to_end(tmp_path, require_data):
     m = runner.quick(run, tmp_path)["metrics"]
     assert m["n_figures"] == 4 and (tmp_path / "plots" / "day58_scores.png").is_file()
     assert m["wilson_width_cloze_base"] > 0
+
+
+def test_wilson_matches_the_library():
+    from common.eval import metrics
+
+    for k, n in [(0, 10), (3, 10), (10, 10), (144, 444)]:
+        assert run.wilson(k, n) == pytest.approx(metrics.wilson_interval(k, n), abs=1e-12)
