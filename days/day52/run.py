@@ -221,8 +221,8 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     out["wikitext2_non_ascii_share"] = round(outside, 6)
     d.text(f"Context counts from the second window of a document on (in the first, the t-th character of the "
            f"document sees the separator and the t - 1 characters before it). With stride = window, the first "
-           f"scored token of a window sees a single character; smaller strides give every token more context at more compute (the window count "
-           f"grows as 1/stride). Here the best stride saves {gain:.3f} bits per byte over disjoint windows, and "
+           f"scored token of a window sees a single character; smaller strides give every token more context at "
+           f"more compute (the window count grows as 1/stride). Here the best stride saves {gain:.3f} bits per byte over disjoint windows, and "
            f"the strides below the first differ from each other by at most {tail:.4f}: beyond a few dozen "
            "characters this small model uses little more context. Bits per byte also depends on what a 'byte' "
            "is: WikiText-2 here is the tokenised release, and our tokenizer reads every character outside "
