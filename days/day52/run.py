@@ -222,12 +222,12 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.text(f"Context counts from the second window of a document on (in the first, the t-th character of the "
            f"document sees the separator and the t - 1 characters before it). With stride = window, the first "
            f"scored token of a window sees a single character; smaller strides give every token more context at "
-           f"more compute (the window count grows as 1/stride). Here the best stride saves {gain:.3f} bits per byte over disjoint windows, and "
-           f"the strides below the first differ from each other by at most {tail:.4f}: beyond a few dozen "
-           "characters this small model uses little more context. Bits per byte also depends on what a 'byte' "
-           "is: WikiText-2 here is the tokenised release, and our tokenizer reads every character outside "
-           f"printable ASCII as one '?' token while the denominator counts its UTF-8 bytes ({outside:.3%} of the "
-           "test set's characters), so compare numbers only under one protocol.")
+           f"more compute (the window count grows as 1/stride). Here the best stride saves {gain:.3f} bits per "
+           f"byte over disjoint windows, and the strides below the first differ from each other by at most "
+           f"{tail:.4f}: beyond a few dozen characters this small model uses little more context. Bits per byte "
+           "also depends on what a 'byte' is: WikiText-2 here is the tokenised release, and our tokenizer reads "
+           "every character outside printable ASCII as one '?' token while the denominator counts its UTF-8 bytes "
+           f"({outside:.3%} of the test set's characters), so compare numbers only under one protocol.")
     return out
 
 
