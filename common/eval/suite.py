@@ -16,6 +16,7 @@ samples as JSON Lines beside it. Then it compares with the latest earlier file o
 - a metric **regresses** when it is worse than before by more than the threshold: an absolute drop for
   scores in [0, 1] (accuracy, exact match, ROUGE), a relative rise for bits per byte and perplexities;
 - a task whose version or config changed is **not comparable** (its definition moved, not the model);
+- byte and word perplexity are shown but not judged: they are exponentials of bits per byte, which is;
 - the command exits 1 when anything regressed (a CI step can run it), else prints "no regression".
 
 The harness is deterministic (greedy decoding, seeded few-shot and distractors), so the same commit and
@@ -241,9 +242,14 @@ def history(out_dir, model: str) -> list[Path]:
 # ---------------------------------------------------------------------------------------------- comparing
 
 
+DERIVED = ("byte_perplexity", "word_perplexity")   # exponentials of bits per byte: reported, never judged
+
+
 def compare(prev: dict, cur: dict, threshold: float = DEFAULT_THRESHOLD) -> list[dict]:
     """One row per (task, metric) in `cur`: previous and current value, change (positive = better) and status:
-    ok, regression, improved, new (no earlier number) or not comparable (task version or config changed)."""
+    ok, regression, improved, new (no earlier number), not comparable (task version or config changed) or
+    derived (a perplexity: 2^(bits per byte x bytes per unit), so a 1% rise in bits per byte at 16 bits per
+    byte is an 11% rise in byte perplexity; only bits per byte is judged)."""
     rows = []
     for name, t in cur["tasks"].items():
         p = prev["tasks"].get(name)
@@ -258,7 +264,8 @@ def compare(prev: dict, cur: dict, threshold: float = DEFAULT_THRESHOLD) -> list
                 higher = t["higher_is_better"][metric]
                 change = (value - before) if higher else (before - value) / max(abs(before), 1e-12)
                 row.update(previous=before, change=round(change, 6))
-                row["status"] = "regression" if change < -threshold else ("improved" if change > threshold else "ok")
+                row["status"] = "derived" if metric in DERIVED else (
+                    "regression" if change < -threshold else ("improved" if change > threshold else "ok"))
             rows.append(row)
     return rows
 

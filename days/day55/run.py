@@ -51,7 +51,7 @@ def regressed(before: float, after: float, higher_is_better: bool, threshold: fl
     # >>> exercise day55.regressed: higher_is_better -> before - after > threshold; else (after - before) / before
     if higher_is_better:
         return before - after > threshold
-    return (after - before) / abs(before) > threshold
+    return (after - before) / max(abs(before), 1e-12) > threshold
     # <<< exercise day55.regressed
 
 
@@ -91,7 +91,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     suite.export(damaged(sft.model, cfg.damage, ctx.seed), model_file, chat=True)
     rc, text = cli(args)
     runs.append({"run": f"third (weights + {cfg.damage:g} std noise)", "exit code": rc,
-                 "verdict": text.strip().splitlines()[-1][:160]})
+                 "verdict": text.strip().splitlines()[-1]})
     out["exit_damaged"] = rc
     d.table(runs)
     files = suite.history(results, "sft_ci")
@@ -105,11 +105,13 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     rows = suite.compare(recs[1], recs[2], cfg.threshold)
     d.section("What the third run reported")
     d.table([{k: r[k] for k in ("task", "metric", "previous", "current", "change", "status")} for r in rows])
+    judged = [r for r in rows if r["status"] != "derived"]
     mine = [regressed(r["previous"], r["current"], recs[2]["tasks"][r["task"]]["higher_is_better"][r["metric"]],
-                      cfg.threshold) for r in rows]
+                      cfg.threshold) for r in judged]
     out["regressions_damaged"] = sum(r["status"] == "regression" for r in rows)
-    out["regressed_agrees"] = float(mine == [r["status"] == "regression" for r in rows])
-    d.text(f"{out['regressions_damaged']} of {len(rows)} metrics regressed beyond the threshold; this day's "
+    out["regressed_agrees"] = float(mine == [r["status"] == "regression" for r in judged])
+    d.text(f"{out['regressions_damaged']} of {len(judged)} judged metrics regressed beyond the threshold (the "
+           "perplexities are shown as 'derived': they are exponentials of bits per byte, which is judged); this day's "
            f"`regressed` agrees with the suite on every row: {bool(out['regressed_agrees'])}. A change counts as "
            "better when it is positive: an absolute difference for scores in [0, 1], a relative one for bits per byte "
            "and perplexities.")
