@@ -14,7 +14,7 @@ task's version, config hash, seeds, n and metrics with a bootstrap standard erro
 samples as JSON Lines beside it. Then it compares with the latest earlier file of the same model:
 
 - a metric **regresses** when it is worse than before by more than the threshold: an absolute drop for
-  scores in [0, 1] (accuracy, exact match, ROUGE), a relative rise for bits per byte and perplexities;
+  scores in [0, 1] (accuracy, exact match, ROUGE), a relative rise for bits per byte;
 - a task whose version or config changed is **not comparable** (its definition moved, not the model);
 - byte and word perplexity are shown but not judged: they are exponentials of bits per byte, which is;
 - the command exits 1 when anything regressed (a CI step can run it), else prints "no regression".
@@ -249,7 +249,7 @@ def compare(prev: dict, cur: dict, threshold: float = DEFAULT_THRESHOLD) -> list
     """One row per (task, metric) in `cur`: previous and current value, change (positive = better) and status:
     ok, regression, improved, new (no earlier number), not comparable (task version or config changed) or
     derived (a perplexity: 2^(bits per byte x bytes per unit), so a 1% rise in bits per byte at 16 bits per
-    byte is an 11% rise in byte perplexity; only bits per byte is judged)."""
+    byte is a 12% rise in byte perplexity (2^0.16); only bits per byte is judged)."""
     rows = []
     for name, t in cur["tasks"].items():
         p = prev["tasks"].get(name)
@@ -312,7 +312,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="sft", help="base|sft|dpo|ppo|grpo, a .pt from export(), or hf:<folder>")
     p.add_argument("--tasks", default="all", help="task names or groups, comma-separated, or all")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help="allowed drop: absolute for scores in [0,1], relative for bits per byte and perplexity")
+                   help="allowed drop: absolute for scores in [0,1], relative for bits per byte")
     p.add_argument("--limit", type=int, default=0, help="score only the first N documents of each task")
     p.add_argument("--preset", default="cpu", choices=["nano", "cpu", "gpu"], help="which Sprint 5 models")
     p.add_argument("--out", default=str(ROOT / "results" / "eval"))

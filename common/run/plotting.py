@@ -183,7 +183,8 @@ def grouped_bars(path, groups, series: dict, ylabel: str, title: str = "",
                   ha="right" if max(map(len, map(str, groups))) > 10 else "center")
     ax.set(ylabel=ylabel, title=title)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=min(k + (hline is not None), 6))
+    ax.legend(fontsize=8, ncol=min(k + (hline is not None), 6), loc="upper center", bbox_to_anchor=(0.5, -0.18),
+              frameon=False)
     return _save(fig, path)
 
 

@@ -71,3 +71,14 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert suite.main(["--model", "nonsense", "--out", str(tmp_path / "r")]) == 2
     assert suite.main(["--model", str(path), "--tasks", "no_such_task", "--out", str(tmp_path / "r")]) == 2
     assert "unknown task" in capsys.readouterr().err
+
+
+def test_perplexities_are_derived_not_judged():
+    prev = record(bits_per_byte=2.0)
+    prev["tasks"]["t"]["metrics"]["word_perplexity"] = 100.0
+    cur = record(bits_per_byte=2.0)
+    cur["tasks"]["t"]["metrics"]["word_perplexity"] = 300.0
+    cur["tasks"]["t"]["higher_is_better"]["word_perplexity"] = False
+    rows = {r["metric"]: r["status"] for r in suite.compare(prev, cur)}
+    assert rows == {"bits_per_byte": "ok", "word_perplexity": "derived"}
+    assert suite.verdict(suite.compare(prev, cur)) == "no regression"

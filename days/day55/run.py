@@ -48,7 +48,7 @@ PRESETS = {"nano": dict(limit=8, seeds=2), "cpu": {}, "gpu": {}}
 def regressed(before: float, after: float, higher_is_better: bool, threshold: float) -> bool:
     """Is `after` worse than `before` by more than `threshold`? Absolute for scores where higher is better,
     relative (a fraction of `before`) for losses such as bits per byte."""
-    # >>> exercise day55.regressed: higher_is_better -> before - after > threshold; else (after - before) / before
+    # >>> exercise day55.regressed: higher_is_better -> before - after > threshold; else (after - before) / |before|
     if higher_is_better:
         return before - after > threshold
     return (after - before) / max(abs(before), 1e-12) > threshold
@@ -112,9 +112,9 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     out["regressed_agrees"] = float(mine == [r["status"] == "regression" for r in judged])
     d.text(f"{out['regressions_damaged']} of {len(judged)} judged metrics regressed beyond the threshold (the "
            "perplexities are shown as 'derived': they are exponentials of bits per byte, which is judged); this day's "
-           f"`regressed` agrees with the suite on every row: {bool(out['regressed_agrees'])}. A change counts as "
-           "better when it is positive: an absolute difference for scores in [0, 1], a relative one for bits per byte "
-           "and perplexities.")
+           f"`regressed` agrees with the suite on every judged row: {bool(out['regressed_agrees'])}. A change counts "
+           "as better when it is positive: an absolute difference for scores in [0, 1], a relative one for bits per "
+           "byte.")
     task = next(iter(recs[0]["tasks"]))
     d.text("One task's entry in the results file (`results/eval/<model>/<time>.json`):")
     d.text("```json\n" + json.dumps({task: recs[0]["tasks"][task]}, indent=2) + "\n```")

@@ -122,13 +122,15 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
         hit = stm - sum(r["missed"] for r in eval_rows)
         out["coverage_eval"] = round(100 * hit / max(1, stm), 1)
         out["coverage_total"] = round(cov["totals"]["percent_covered"], 1)
-        low = min(eval_rows, key=lambda r: r["covered %"]) if eval_rows else None
+        least = min((r["covered %"] for r in eval_rows), default=None)
+        lows = [r["module"] for r in eval_rows if r["covered %"] == least]
         p = plotting.bars(ctx.plot_path("coverage"), [r["module"].split("/")[-1] for r in rows],
                           [r["covered %"] for r in rows], "lines covered (%)", "Line coverage per module")
         d.image(p, "Line coverage of each module of the eval stack by the suite above")
         d.text(f"coverage.py (statement coverage) over {', '.join(COVERED)}: {out['coverage_eval']}% of common/eval's "
                f"statements run at least once, {out['coverage_total']}% of all listed modules'. "
-               + (f"The least covered eval module is `{low['module']}` ({low['covered %']}%). " if low else "")
+               + (f"Least covered ({least}%): " + ", ".join(f"`{m}`" for m in lows) + " (tested by the days that "
+                  "use them, not by this suite). " if lows else "")
                + "A line that runs is not a line that is checked: coverage finds code no test reaches, it "
                "cannot say whether the assertions that do run are strong enough.")
     return out

@@ -37,12 +37,12 @@ PRESETS = {"nano": dict(limit=8, n_boot=200), "cpu": {}, "gpu": {}}
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson's score interval for a proportion k/n: the p whose score test |p_hat - p| / sqrt(p(1-p)/n) <= z.
     Unlike p_hat +- z sqrt(p_hat(1 - p_hat)/n) it never leaves [0, 1] and is not empty at k = 0 or k = n."""
-    # >>> exercise day58.wilson: centre (p + z^2/2n) / (1 + z^2/n), half-width z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n)
+    # >>> exercise day58.wilson: centre (p + z^2/2n)/(1 + z^2/n), half z sqrt(p(1-p)/n + z^2/4n^2)/(1 + z^2/n), in [0, 1]
     p = k / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return centre - half, centre + half
+    return max(0.0, centre - half), min(1.0, centre + half)
     # <<< exercise day58.wilson
 
 
@@ -146,9 +146,10 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
            and int(r["k / n"].split(" / ")[1]) >= 200]
     gap = max((max(r["width normal"], r["width Wilson"], r["width bootstrap"]) -
                min(r["width normal"], r["width Wilson"], r["width bootstrap"]) for r in mid), default=float("nan"))
-    d.text("Near 0 or 1 the normal approximation collapses (a zero-width interval at k = 0, or one reaching below "
-           "0), the percentile bootstrap does the same (every resample of all-zeros is zero), and Wilson's interval "
-           "stays honest: with 0 right out of n it still allows a true rate up to about 3.8/n."
+    d.text("Near 0 or 1 the normal approximation goes wrong: it reaches below 0 for small k and has zero width at "
+           "k = 0, where the percentile bootstrap collapses too (every resample of all-zeros is zero); Wilson's "
+           "interval stays inside [0, 1] and, at k = 0, still allows a true rate up to about 3.8/n (for instance "
+           f"[0, {wilson(0, 100)[1]:.3f}] for 0 right out of 100)."
            + (f" For the rows with at least 200 documents and a rate between 0.2 and 0.8, the three widths differ by "
               f"at most {gap:.4f}." if mid else ""))
     inst = prim.loc[("sft", "instruct")]
@@ -167,13 +168,13 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
             cases.append({"task": t, "model": "sft" if t == "instruct_mc" else "base", "case": tag,
                           "prompt (end)": cell(x["prompt"][-60:]), "gold": cell(x["choices"][x["gold"]][:40]),
                           "chosen": cell(x["choices"][int(np.argmax(per_byte[i]))][:40]),
-                          "margin (nats per byte)": margin[i]})
+                          "margin (nats per byte) or ROUGE-L": margin[i]})
     xs = results["base"]["story_xsum"]["samples"]
     rl = [x["rougeL"] for x in xs]
     for tag, i in (("best", int(np.argmax(rl))), ("worst", int(np.argmin(rl)))):
         cases.append({"task": "story_xsum", "model": "base", "case": tag, "prompt (end)": cell(xs[i]["prompt"][-60:]),
                       "gold": cell(xs[i]["target"][:40]), "chosen": cell(xs[i]["answer"][:40]),
-                      "margin (nats per byte)": xs[i]["rougeL"]})
+                      "margin (nats per byte) or ROUGE-L": xs[i]["rougeL"]})
     d.table(cases)
     d.text("For multiple choice the margin is the gold choice's log-likelihood per byte minus the best wrong "
            "choice's (the acc_norm rule): the best case is the most confident right answer, the worst the most "
