@@ -37,7 +37,7 @@ PRESETS = {"nano": dict(limit=8, n_boot=200), "cpu": {}, "gpu": {}}
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson's score interval for a proportion k/n: the p whose score test |p_hat - p| / sqrt(p(1-p)/n) <= z.
     Unlike p_hat +- z sqrt(p_hat(1 - p_hat)/n) it never leaves [0, 1] and is not empty at k = 0 or k = n."""
-    # >>> exercise day58.wilson: centre (p + z^2/2n)/(1 + z^2/n), half z sqrt(p(1-p)/n + z^2/4n^2)/(1 + z^2/n), in [0, 1]
+    # >>> exercise day58.wilson: centre (p + z^2/2n)/(1 + z^2/n), half z sqrt(p(1-p)/n + z^2/4n^2)/(1 + z^2/n), clip
     p = k / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
