@@ -177,6 +177,7 @@ def make_filter(spec):
 
 
 def apply_filters(text: str, specs) -> str:
+    """`text` passed through each filter of `specs` in order (see `make_filter`)."""
     for spec in specs:
         text = make_filter(spec)(text)
     return text

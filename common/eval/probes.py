@@ -52,6 +52,7 @@ def toxic_hits(text: str) -> list[str]:
 
 
 def is_refusal(reply: str) -> bool:
+    """Does the reply contain one of the refusal phrases (case-insensitive, curly apostrophes folded)?"""
     low = reply.lower().replace("\u2019", "'")
     return any(p in low for p in REFUSAL_PHRASES)
 

@@ -78,6 +78,7 @@ def export(model, path, chat: bool = False) -> Path:
 
 
 def weights_hash(model) -> str:
+    """A short hash of every tensor in the model's state dict (names and bytes): which weights a result is for."""
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
         h.update(k.encode())
@@ -271,6 +272,7 @@ def compare(prev: dict, cur: dict, threshold: float = DEFAULT_THRESHOLD) -> list
 
 
 def verdict(rows: list[dict]) -> str:
+    """'no regression', or 'REGRESSION: ' followed by every regressed task/metric with its old and new value."""
     bad = [r for r in rows if r["status"] == "regression"]
     if bad:
         return "REGRESSION: " + ", ".join(f"{r['task']}/{r['metric']} {r['previous']:.4g} -> {r['current']:.4g}"
@@ -279,6 +281,7 @@ def verdict(rows: list[dict]) -> str:
 
 
 def table(rows: list[dict]) -> str:
+    """The comparison rows as a GitHub markdown table."""
     from tabulate import tabulate
 
     return tabulate([[r["task"], r["metric"], "-" if r["previous"] is None else f"{r['previous']:.4f}",
@@ -305,6 +308,8 @@ def evaluate_model(spec: str, tasks, out_dir, threshold: float = DEFAULT_THRESHO
 
 
 def main(argv=None) -> int:
+    """`python -m common.eval.suite` (`make eval`): evaluate, write the results file, compare; exit 1 on a
+    regression, 2 on bad input."""
     from common import ROOT
     from common.run.errors import UserError
 

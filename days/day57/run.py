@@ -116,7 +116,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
             right = np.array([[s[metric] for s in samples[m]] for m in MODELS])
             row.update({"documents": right.shape[1], "every model right": int((right.min(0) == 1).sum()),
                         "no model right": int((right.max(0) == 0).sum())})
-            out[f"undecided_share_{task}"] = round(float(((right.min(0) == 1) | (right.max(0) == 0)).mean()), 4)
+            out[f"decided_share_{task}"] = round(float(((right.min(0) == 1) | (right.max(0) == 0)).mean()), 4)
         out[f"ci_width_{task}"] = round(float((g["hi"] - g["lo"]).max()), 4)
         out[f"spread_{task}"] = round(float(g["value"].max() - g["value"].min()), 4)
         rows.append(row)

@@ -29,7 +29,7 @@ CANDIDATES = ("instruct", "instruct_mc", "story_endings", "story_cloze", "story_
 class Config:
     days: str = "51-59"
     update_readme: bool = True
-    max_undecided: float = 0.9   # a task enters the gate if fewer than this share of documents is decided in advance
+    max_decided: float = 0.9     # a task enters the gate if less than this share of documents is decided in advance
     max_ci_width: float = 0.15   # ... and its widest 95% interval (over models) is at most this wide
     min_spread: float = 0.02     # ... and the models' scores on it differ by at least this much
 
@@ -37,17 +37,17 @@ class Config:
 PRESETS = {"nano": {}, "cpu": {}, "gpu": {}}
 
 
-def gate(tasks: list[dict], max_undecided: float, max_ci_width: float, min_spread: float) -> list[str]:
-    """The rule: a task is in the gate when it can tell models apart — its share of documents that every model gets
-    right or every model gets wrong is below max_undecided, its widest interval is at most max_ci_width, and the
-    best and worst model differ by at least min_spread. Bits per byte (no undecided share) is judged on the last
-    two; a task with a missing number is left out."""
+def gate(tasks: list[dict], max_decided: float, max_ci_width: float, min_spread: float) -> list[str]:
+    """The rule: a task is in the gate when it can tell models apart — its share of documents decided in advance
+    (every model right, or every model wrong) is below max_decided, its widest interval is at most max_ci_width,
+    and the best and worst model differ by at least min_spread. Tasks without 0/1 scores (bits per byte, ROUGE)
+    have no decided share and are judged on the last two; a task with a missing number is left out."""
     # >>> exercise day60.gate: keep the names of the tasks that pass all three tests (skip a test whose value is None)
     keep = []
     for t in tasks:
         if t["ci_width"] is None or t["spread"] is None:
             continue
-        if t["undecided"] is not None and t["undecided"] >= max_undecided:
+        if t["decided"] is not None and t["decided"] >= max_decided:
             continue
         if t["ci_width"] <= max_ci_width and t["spread"] >= min_spread:
             keep.append(t["task"])
@@ -56,8 +56,8 @@ def gate(tasks: list[dict], max_undecided: float, max_ci_width: float, min_sprea
 
 
 def task_facts(m57: dict) -> list[dict]:
-    """Per candidate task: undecided share, widest interval and spread, read from day 57's reference metrics."""
-    return [{"task": t, "undecided": m57.get(f"undecided_share_{t}"), "ci_width": m57.get(f"ci_width_{t}"),
+    """Per candidate task: decided share, widest interval and spread, read from day 57's reference metrics."""
+    return [{"task": t, "decided": m57.get(f"decided_share_{t}"), "ci_width": m57.get(f"ci_width_{t}"),
              "spread": m57.get(f"spread_{t}")} for t in CANDIDATES]
 
 
@@ -101,15 +101,15 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.table(summary(ctx.root))
 
     facts = task_facts(reference_metrics(ctx.root, 57))
-    chosen = gate(facts, cfg.max_undecided, cfg.max_ci_width, cfg.min_spread)
+    chosen = gate(facts, cfg.max_decided, cfg.max_ci_width, cfg.min_spread)
     d.section("The decision: Sprint 7's regression gate")
     d.text(f"The rule, fixed before reading day 57's numbers: a task joins the gate when it can separate models. "
-           f"Fewer than {cfg.max_undecided:.0%} of its documents may be decided in advance (every model right, or "
+           f"Less than {cfg.max_decided:.0%} of its documents may be decided in advance (every model right, or "
            f"every model wrong), its widest 95% interval may be at most {cfg.max_ci_width} wide, and its best and "
            f"worst model must differ by at least {cfg.min_spread}. Facts from day 57's reference run:")
     d.table([{**f, "in the gate": f["task"] in chosen} for f in facts])
     choice = {"tasks": chosen, "threshold": 0.01, "command": "make eval MODEL=<model> TASKS=" + ",".join(chosen),
-              "rule": {"max_undecided": cfg.max_undecided, "max_ci_width": cfg.max_ci_width,
+              "rule": {"max_decided": cfg.max_decided, "max_ci_width": cfg.max_ci_width,
                        "min_spread": cfg.min_spread}}
     path = ctx.day_dir / "evaluation.yaml"
     wrap.save_yaml(path, "# Sprint 6's decision, assembled by `make day 60` from day 57's reference run (evidence:\n"

@@ -3,12 +3,12 @@
 from common.run import runner
 from days.day60 import run
 
-FACTS = [{"task": "a", "undecided": 0.5, "ci_width": 0.05, "spread": 0.10},      # in
-         {"task": "b", "undecided": 0.95, "ci_width": 0.05, "spread": 0.10},     # decided in advance
-         {"task": "c", "undecided": 0.5, "ci_width": 0.30, "spread": 0.10},      # too noisy
-         {"task": "d", "undecided": 0.5, "ci_width": 0.05, "spread": 0.001},     # models all alike
-         {"task": "bpb", "undecided": None, "ci_width": 0.2, "spread": 14.0},    # no undecided share
-         {"task": "missing", "undecided": None, "ci_width": None, "spread": None}]
+FACTS = [{"task": "a", "decided": 0.5, "ci_width": 0.05, "spread": 0.10},      # in
+         {"task": "b", "decided": 0.95, "ci_width": 0.05, "spread": 0.10},     # decided in advance
+         {"task": "c", "decided": 0.5, "ci_width": 0.30, "spread": 0.10},      # too noisy
+         {"task": "d", "decided": 0.5, "ci_width": 0.05, "spread": 0.001},     # models all alike
+         {"task": "bpb", "decided": None, "ci_width": 0.2, "spread": 14.0},    # no decided share
+         {"task": "missing", "decided": None, "ci_width": None, "spread": None}]
 
 
 def test_gate_follows_its_rule():
@@ -18,9 +18,9 @@ def test_gate_follows_its_rule():
 
 
 def test_task_facts_read_day57_metrics():
-    f = {x["task"]: x for x in run.task_facts({"undecided_share_instruct": 0.8, "ci_width_instruct": 0.03,
+    f = {x["task"]: x for x in run.task_facts({"decided_share_instruct": 0.8, "ci_width_instruct": 0.03,
                                                 "spread_instruct": 0.16})}
-    assert f["instruct"] == {"task": "instruct", "undecided": 0.8, "ci_width": 0.03, "spread": 0.16}
+    assert f["instruct"] == {"task": "instruct", "decided": 0.8, "ci_width": 0.03, "spread": 0.16}
     assert f["story_xsum"]["ci_width"] is None
 
 
