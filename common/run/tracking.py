@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from common import ROOT  # noqa: F401  (re-exported: tests import tracking.ROOT)
 from common.run import atomic
 from common.run.gitinfo import GENERATED, dirty_paths, git_commit  # noqa: F401  (re-exported)
 from common.run.progress_bar import progress  # noqa: F401  (re-exported: days use tracking.progress)

@@ -25,7 +25,7 @@ from common.train import posttrain
 
 DAY = 53
 KEY_METRICS = ["ece_before", "ece_after", "temperature", "test_accuracy", "lm_ece_before", "lm_ece_after"]
-METRIC_KINDS = {"seconds_*": "timing"}
+METRIC_KINDS = {}
 
 
 @dataclass

@@ -145,7 +145,7 @@ def main(cfg: Config, ctx: runner.Context) -> dict:
     d.text(f"The scoreboard's best model by mean rank is {best}. Of the {len(overlap)} columns it leads, its interval "
            f"overlaps the runner-up's in {sum(overlap)}: a rank is a point estimate too, and the paired tests above "
            "are the sharper instrument, because both models answer the same documents.")
-    out["best_leads_overlapping"] = sum(overlap)
+    out["best_leads_overlapping"] = int(sum(overlap))
     return out
 
 
