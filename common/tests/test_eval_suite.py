@@ -82,3 +82,30 @@ def test_perplexities_are_derived_not_judged():
     rows = {r["metric"]: r["status"] for r in suite.compare(prev, cur)}
     assert rows == {"bits_per_byte": "ok", "word_perplexity": "derived"}
     assert suite.verdict(suite.compare(prev, cur)) == "no regression"
+
+
+def test_a_saved_transformers_model_runs_through_make_eval(tmp_path):
+    """`--model hf:<folder>`: a tiny GPT-2 and a byte-level BPE tokenizer saved with save_pretrained, nothing
+    downloaded, evaluated twice: the second run finds no regression."""
+    transformers = pytest.importorskip("transformers")
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(["Once upon a time there was a girl named Lily. " * 5],
+                            trainers.BpeTrainer(vocab_size=280, special_tokens=["<|endoftext|>"],
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=len(fast), n_positions=64, n_embd=16,
+                                                                 n_layer=1, n_head=2))
+    folder = tmp_path / "tiny_hf"
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    args = ["--model", f"hf:{folder}", "--tasks", "story_endings,instruct_copy", "--limit", "4",
+            "--out", str(tmp_path / "r")]
+    assert suite.main(args) == 0 and suite.main(args) == 0
+    rec = json.loads(suite.history(tmp_path / "r", "tiny_hf")[-1].read_text())
+    assert rec["tasks"]["story_endings"]["n"] == 4 and rec["weights"] == suite.weights_hash(model)
