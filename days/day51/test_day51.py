@@ -26,6 +26,7 @@ def test_hf_parity_is_exact_to_rounding():
     assert par["same_choices"] and par["max_abs_diff"] < 1e-3 and par["pairs"] == 24
 
 
+@pytest.mark.slow   # the snapshot test runs the same quick run and checks every metric exactly
 def test_quick_run_end_to_end(tmp_path, require_data):
     require_data("tinystories")
     m = runner.quick(run, tmp_path)["metrics"]

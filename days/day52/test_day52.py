@@ -26,6 +26,7 @@ def test_token_f1_equals_rouge1_without_stemming_or_articles(pred, ref):
     assert run.token_f1(pred, ref) == pytest.approx(harness.rouge(pred, ref)["rouge1"])
 
 
+@pytest.mark.slow   # the snapshot test runs the same quick run and checks every metric exactly
 def test_quick_run_end_to_end(tmp_path, require_data):
     require_data("tinystories")
     require_data("wikitext2", "test.txt")

@@ -40,6 +40,7 @@ def test_answer_logits_cover_only_the_answer_and_end():
     assert len(tg) == sum(len(posttrain.TOKENIZER.encode(e.answer)) + 1 for e in exs) and lg.shape == (len(tg), 105)
 
 
+@pytest.mark.slow   # the snapshot test runs the same quick run and checks every metric exactly
 def test_quick_run_end_to_end(tmp_path, require_data):
     require_data("mnist", "train-images-idx3-ubyte.gz")
     require_data("tinystories")

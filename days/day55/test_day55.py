@@ -35,6 +35,7 @@ def test_damage_is_seeded_and_leaves_the_original_alone():
     assert suite.weights_hash(a) != suite.weights_hash(model)
 
 
+@pytest.mark.slow   # the snapshot test runs the same quick run and checks every metric exactly
 def test_quick_run_end_to_end(tmp_path, require_data):
     require_data("tinystories")
     m = runner.quick(run, tmp_path)["metrics"]

@@ -1,5 +1,7 @@
 """Day 56: the JUnit summary on a hand-written report, and a quick run that runs real tests under coverage."""
 
+import pytest
+
 from common.run import runner
 from days.day56 import run
 
@@ -21,6 +23,7 @@ def test_summarise_junit_by_hand():
     assert sum(r["passed"] + r["failed"] + r["skipped"] for r in out.values()) == 5
 
 
+@pytest.mark.slow   # the snapshot test runs the same quick run and checks every metric exactly
 def test_quick_run_end_to_end(tmp_path):
     m = runner.quick(run, tmp_path)["metrics"]
     assert m["tests_failed"] == 0 and m["pytest_exit"] == 0 and m["tests_passed"] >= 20

@@ -36,6 +36,7 @@ def test_interval_covers_the_value_and_bpb_is_a_ratio_of_sums():
     assert scoreboard._stat(docs, "bits_per_byte") == pytest.approx(2.0)     # 40 bits / 20 bytes
 
 
+@pytest.mark.slow   # the snapshot test runs the same quick run and checks every metric exactly
 def test_quick_run_end_to_end(tmp_path, require_data):
     require_data("tinystories")
     m = runner.quick(run, tmp_path)["metrics"]

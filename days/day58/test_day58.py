@@ -32,6 +32,7 @@ def test_wilson_covers_about_95_percent():
     assert not math.isnan(run.wilson(40, 40)[0])
 
 
+@pytest.mark.slow   # the snapshot test runs the same quick run and checks every metric exactly
 def test_quick_run_end_to_end(tmp_path, require_data):
     require_data("tinystories")
     m = runner.quick(run, tmp_path)["metrics"]

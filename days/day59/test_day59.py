@@ -1,5 +1,7 @@
 """Day 59: numbers parsed back from a card, the checklist computed from a results file, and a quick run."""
 
+import pytest
+
 from common.eval import card
 from common.run import runner
 from days.day59 import run
@@ -30,6 +32,7 @@ def test_checklist_is_computed():
     assert not dict(card.checklist(rec, [{"n": 0, "lo": 0.1}]))["every score has its number of documents"]
 
 
+@pytest.mark.slow   # the snapshot test runs the same quick run and checks every metric exactly
 def test_quick_run_end_to_end(tmp_path, require_data):
     require_data("tinystories")
     m = runner.quick(run, tmp_path)["metrics"]

@@ -1,5 +1,7 @@
 """Day 60: the gate rule on hand-made task facts, the facts read from day 57's metrics, and the wrap's quick run."""
 
+import pytest
+
 from common.run import runner
 from days.day60 import run
 
@@ -24,6 +26,7 @@ def test_task_facts_read_day57_metrics():
     assert f["story_xsum"]["ci_width"] is None
 
 
+@pytest.mark.slow   # the snapshot test runs the same quick run and checks every metric exactly
 def test_quick_run_end_to_end(tmp_path):
     m = runner.quick(run, tmp_path)["metrics"]
     assert m["gate_tasks"] >= 0 and (tmp_path / "evaluation.yaml").is_file()
