@@ -197,6 +197,22 @@ def sprint_results(ctx, tasks, limit: int | None = None, models=SPRINT_MODELS) -
     return res, lms
 
 
+# the tasks days 57-59 aggregate (WikiText-2 is left out: it costs ~50 s per model and day 52 reports it)
+SCOREBOARD_TASKS = "instruct,instruct_mc,story_endings,story_cloze,story_cloze_mc,story_xsum,tinystories_ppl"
+
+
+def sprint_runs(ctx, tasks=SCOREBOARD_TASKS, limit: int | None = None, folder=None):
+    """The Sprint 5 models' results written as `make eval` writes them (into `folder`, default
+    <run dir>/results) and read back: (results, lms, {model: results-file path}, runs as
+    `scoreboard.load_latest` returns them)."""
+    from common.eval import scoreboard
+
+    results, lms = sprint_results(ctx, tasks, limit)
+    folder = folder or ctx.run_dir / "results"
+    paths = {m: write(summarise(m, lms[m][1], results[m], limit), results[m], folder) for m in results}
+    return results, lms, paths, scoreboard.load_latest(folder)
+
+
 def summarise(model: str, weights: str, results: dict, limit: int | None = None) -> dict:
     """The versioned record of one run: model, commit, environment, and per task version/config/seeds/metrics."""
     from common.run.gitinfo import git_commit

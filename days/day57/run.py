@@ -22,12 +22,11 @@ DAY = 57
 KEY_METRICS = ["mean_rank_sft", "mean_rank_grpo", "significant_pairs_instruct", "instruct_em_diff_grpo_sft"]
 METRIC_KINDS = {}
 MODELS = suite.SPRINT_MODELS
-TASKS = "instruct,instruct_mc,story_endings,story_cloze,story_cloze_mc,story_xsum,tinystories_ppl"
 
 
 @dataclass
 class Config:
-    tasks: str = TASKS
+    tasks: str = suite.SCOREBOARD_TASKS
     limit: int = 0
     n_boot: int = 2000
     alpha: float = 0.05
@@ -57,11 +56,7 @@ def instruct_values(results: dict, model: str, metric: str = "exact_match") -> l
 
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d, out = ctx.deliverable, {}
-    results, lms = suite.sprint_results(ctx, cfg.tasks, cfg.limit or None)
-    folder = ctx.run_dir / "results"
-    for m in MODELS:
-        suite.write(suite.summarise(m, lms[m][1], results[m], cfg.limit or None), results[m], folder)
-    runs = scoreboard.load_latest(folder)
+    results, lms, _, runs = suite.sprint_runs(ctx, cfg.tasks, cfg.limit or None)
     board = scoreboard.table(runs, cfg.n_boot, ctx.seed)
     atomic.write_text(ctx.run_dir / "scoreboard.csv", board.to_csv(index=False))
 

@@ -20,13 +20,12 @@ DAY = 58
 KEY_METRICS = ["n_figures", "wilson_width_cloze_base", "normal_width_cloze_base", "ci_width_instruct_sft"]
 METRIC_KINDS = {}
 MODELS = suite.SPRINT_MODELS
-TASKS = "instruct,instruct_mc,story_endings,story_cloze,story_cloze_mc,story_xsum,tinystories_ppl"
 PROPORTIONS = ("instruct", "instruct_mc", "story_endings", "story_cloze_mc")
 
 
 @dataclass
 class Config:
-    tasks: str = TASKS
+    tasks: str = suite.SCOREBOARD_TASKS
     limit: int = 0
     n_boot: int = 2000
 
@@ -59,11 +58,7 @@ def normal_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d, out = ctx.deliverable, {}
-    results, lms = suite.sprint_results(ctx, cfg.tasks, cfg.limit or None)
-    folder = ctx.run_dir / "results"
-    for m in MODELS:
-        suite.write(suite.summarise(m, lms[m][1], results[m], cfg.limit or None), results[m], folder)
-    runs = scoreboard.load_latest(folder)
+    results, lms, _, runs = suite.sprint_runs(ctx, cfg.tasks, cfg.limit or None)
     board = scoreboard.table(runs, cfg.n_boot, ctx.seed)
     grouped = scoreboard.with_groups(runs)
     prim = scoreboard.ranked(scoreboard.collapsed(board)).set_index(["model", "task"])

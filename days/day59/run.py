@@ -24,12 +24,11 @@ DAY = 59
 KEY_METRICS = ["cards_written", "numbers_checked", "numbers_mismatched", "checklist_passed_sft"]
 METRIC_KINDS = {}
 MODELS = suite.SPRINT_MODELS
-TASKS = "instruct,instruct_mc,story_endings,story_cloze,story_cloze_mc,story_xsum,tinystories_ppl"
 
 
 @dataclass
 class Config:
-    tasks: str = TASKS
+    tasks: str = suite.SCOREBOARD_TASKS
     limit: int = 0
     lm_tokens: int = 20_000   # held-out story characters for each model's calibration section
 
@@ -72,11 +71,7 @@ def extra_sections(lm, pairs, ids) -> tuple[str, dict]:
 
 def main(cfg: Config, ctx: runner.Context) -> dict:
     d, out = ctx.deliverable, {}
-    results, lms = suite.sprint_results(ctx, cfg.tasks, cfg.limit or None)
-    folder = ctx.run_dir / "results"
-    paths = {m: suite.write(suite.summarise(m, lms[m][1], results[m], cfg.limit or None), results[m], folder)
-             for m in MODELS}
-    runs = scoreboard.load_latest(folder)
+    results, lms, paths, runs = suite.sprint_runs(ctx, cfg.tasks, cfg.limit or None)
     pairs = probes.bias_pairs()
     _, val_ids = posttrain.pretraining_text(posttrain.recipes(ctx.preset)[0].corpus_chars)
     ids = val_ids[:cfg.lm_tokens + 1]
